@@ -1,0 +1,1 @@
+//! Active Directory over LDAPS: reading a snapshot of the managed base and applying actions.

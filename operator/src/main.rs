@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", adgang::resources::crds_yaml());
+}
