@@ -3,9 +3,18 @@
 //!
 //! The plan is a pure function of the desired state, what AD holds and the clock
 //! ([`plan`]); everything that touches the network sits at the edges ([`directory`],
-//! [`source`]) and is tested against real servers.
+//! [`source`], [`credentials`]) and is tested against real servers. [`sync`] ties them
+//! together for one reconcile.
 
+pub mod config;
+pub mod credentials;
+pub mod desired;
 pub mod directory;
+pub mod expiry;
 pub mod model;
+pub mod output;
+pub mod plan;
 pub mod resources;
 pub mod source;
+pub mod sync;
+pub mod username;

@@ -1,3 +1,222 @@
-fn main() {
-    print!("{}", adgang::resources::crds_yaml());
+//! The `adgang` command line.
+//!
+//! Exit codes: 0 when everything was applied (or, for `plan`, planned), 1 when something could
+//! not be applied or read (the output lists what), 2 for usage and configuration errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info};
+
+use adgang::config::{Config, ConfigError};
+use adgang::credentials::FileSink;
+use adgang::directory::LdapDirectory;
+use adgang::output;
+use adgang::source::{GitSource, StateStore};
+use adgang::sync::{self, SyncOptions, SyncReport};
+
+#[derive(Parser)]
+#[command(
+    name = "adgang",
+    version,
+    about = "Reconciles supplier staff's AD accounts from a git repository"
+)]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ADGANG_LOG_FORMAT")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Configuration file (YAML).
+    #[arg(
+        long,
+        short,
+        env = "ADGANG_CONFIG",
+        default_value = "/etc/adgang/config.yaml"
+    )]
+    config: PathBuf,
+
+    /// Output format of the plan or report on standard output.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    output: Output,
+
+    /// Lifts the mass-deletion guard for this supplier for this run (repeatable).
+    #[arg(long, value_name = "SUPPLIER")]
+    allow_mass_deletion: Vec<String>,
+
+    /// Accepts this head commit although it does not descend from the last applied commit.
+    /// Check the branch's history first: a rewrite can undo reviewed changes.
+    #[arg(long, value_name = "COMMIT")]
+    accept_rewritten_history: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Shows what a sync would change now, without writing anything.
+    Plan(Common),
+    /// Applies the repository to AD, once or on an interval.
+    Sync {
+        #[command(flatten)]
+        common: Common,
+        /// Repeats the sync every this many seconds instead of once.
+        #[arg(long, value_name = "SECONDS")]
+        interval: Option<u64>,
+    },
+    /// Prints the CustomResourceDefinitions of Supplier and SupplierUser.
+    Crd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ADGANG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Crd => {
+            print!("{}", adgang::resources::crds_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Plan(common) => run_once(&common, false).await,
+        Command::Sync {
+            common,
+            interval: None,
+        } => run_once(&common, true).await,
+        Command::Sync {
+            common,
+            interval: Some(seconds),
+        } => {
+            if seconds == 0 {
+                eprintln!("error: --interval must be at least 1 second");
+                return ExitCode::from(2);
+            }
+            loop {
+                let code = run_once(&common, true).await;
+                if code == ExitCode::from(2) {
+                    return code;
+                }
+                info!(seconds, "waiting for the next sync");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+                    _ = tokio::signal::ctrl_c() => {
+                        info!("stopping on interrupt");
+                        return ExitCode::SUCCESS;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run_once(common: &Common, apply: bool) -> ExitCode {
+    let config = match Config::load(&common.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if matches!(e, ConfigError::Read { .. }) {
+                eprintln!(
+                    "hint: pass --config FILE or set ADGANG_CONFIG (see examples/config.yaml)"
+                );
+            }
+            return ExitCode::from(2);
+        }
+    };
+
+    match reconcile(&config, common, apply).await {
+        Ok(report) => {
+            match common.output {
+                Output::Table => {
+                    print!("{}", output::render_text(&report, config.time_zone, apply))
+                }
+                Output::Json => match serde_json::to_string_pretty(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => error!(error = %e, "failed to render the report as JSON"),
+                },
+            }
+            if report.has_problems() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Result<SyncReport> {
+    let source = GitSource::open(&config.repository)?;
+    let state = StateStore::new(&config.state_dir);
+    let directory = LdapDirectory::connect(config.directory.clone()).await?;
+    let options = SyncOptions {
+        accept_rewritten_history: common.accept_rewritten_history.clone(),
+        allow_mass_deletion: common.allow_mass_deletion.clone(),
+    };
+
+    let prepared = sync::prepare(config, &source, &state, &directory, Utc::now(), &options)
+        .await
+        .context("failed to prepare the sync")?;
+    if !apply {
+        return Ok(SyncReport {
+            commit: prepared.commit,
+            last_applied: prepared.last_applied.map(|c| c.to_string()),
+            plan: prepared.plan,
+            file_errors: prepared.desired.errors,
+            applied: 0,
+            failures: Vec::new(),
+            recorded: false,
+        });
+    }
+
+    let sink = FileSink::new(&config.credentials_dir);
+    let report = sync::apply(config, &state, &directory, &sink, prepared).await?;
+    Ok(report)
 }

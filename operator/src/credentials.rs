@@ -1,0 +1,187 @@
+//! Initial passwords: generating them and delivering them to the supplier.
+//!
+//! A password exists in memory, in AD, and in the one place a [`CredentialsSink`] delivers
+//! it. [`FileSink`] writes it to an owner-only file in a folder outside the repository; it
+//! is meant for installations without secure mail, because anyone with read access to that
+//! folder as the same user can read every new password.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use crate::directory::Secret;
+use crate::model::UserKey;
+
+/// Length of generated passwords, in characters.
+pub const PASSWORD_LENGTH: usize = 20;
+
+const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+const DIGITS: &[u8] = b"23456789";
+const SYMBOLS: &[u8] = b"-_.:!#%+=";
+
+/// Generates a random password that meets AD's complexity rule: characters of at least three
+/// of the four classes, here all four. Look-alike characters (l, I, O, 0, 1) are left out
+/// because the contact person passes the password on by hand.
+pub fn generate_password() -> Secret {
+    let mut rng = rand::rng();
+    let classes = [LOWER, UPPER, DIGITS, SYMBOLS];
+    let all: Vec<u8> = classes.concat();
+
+    let mut bytes: Vec<u8> = classes
+        .iter()
+        .map(|class| class[rng.random_range(0..class.len())])
+        .collect();
+    while bytes.len() < PASSWORD_LENGTH {
+        bytes.push(all[rng.random_range(0..all.len())]);
+    }
+    bytes.shuffle(&mut rng);
+    Secret::new(String::from_utf8(bytes).expect("the alphabet is ASCII"))
+}
+
+/// New credentials for one account.
+pub struct Credentials<'a> {
+    pub key: &'a UserKey,
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub password: &'a Secret,
+}
+
+/// Failure to deliver credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// Writing the credentials file failed.
+    #[error(
+        "failed to write credentials for {username} to {path}: {source}; check that the credentials folder exists and is writable"
+    )]
+    Write {
+        username: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Delivers new credentials to the supplier. The account is marked delivered (and may be
+/// enabled) only after `deliver` returns `Ok`.
+pub trait CredentialsSink: Send + Sync {
+    /// Delivers the credentials; returns only when they are stored or sent for good.
+    fn deliver(&self, credentials: &Credentials<'_>) -> Result<(), CredentialsError>;
+}
+
+/// Writes each account's credentials to `<folder>/<supplier>/<username>.txt` with mode 0600.
+pub struct FileSink {
+    folder: PathBuf,
+}
+
+impl FileSink {
+    pub fn new(folder: impl Into<PathBuf>) -> Self {
+        Self {
+            folder: folder.into(),
+        }
+    }
+
+    /// Returns the file that holds an account's credentials.
+    pub fn path_for(&self, supplier: &str, username: &str) -> PathBuf {
+        self.folder.join(supplier).join(format!("{username}.txt"))
+    }
+}
+
+impl CredentialsSink for FileSink {
+    fn deliver(&self, credentials: &Credentials<'_>) -> Result<(), CredentialsError> {
+        let path = self.path_for(&credentials.key.supplier, credentials.username);
+        let error = |source| CredentialsError::Write {
+            username: credentials.username.to_owned(),
+            path: path.clone(),
+            source,
+        };
+        let folder = path.parent().expect("the path has a supplier folder");
+        create_private_dir(folder).map_err(error)?;
+
+        let text = format!(
+            "Supplier: {}\nName: {}\nUsername: {}\nInitial password: {}\n\
+             The password must be changed at first logon.\n",
+            credentials.key.supplier,
+            credentials.display_name,
+            credentials.username,
+            credentials.password.expose()
+        );
+        write_private_file(&path, text.as_bytes()).map_err(error)
+    }
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Writes a file readable by its owner only, replacing any earlier one at once (temp file,
+/// fsync, rename), so a reader never sees half a password.
+fn write_private_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = path.with_extension("txt.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn password_has_every_class() {
+        for _ in 0..200 {
+            let password = generate_password();
+            let text = password.expose();
+            assert_eq!(text.len(), PASSWORD_LENGTH);
+            for class in [LOWER, UPPER, DIGITS, SYMBOLS] {
+                assert!(text.bytes().any(|b| class.contains(&b)), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn passwords_differ() {
+        assert_ne!(generate_password().expose(), generate_password().expose());
+    }
+
+    #[test]
+    fn file_sink_writes_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path().join("credentials"));
+        let key = UserKey::new("omsorg-nord", "anne-hansen");
+        let password = Secret::new("Xy7-secret-value".to_owned());
+        let credentials = Credentials {
+            key: &key,
+            username: "anne.hansen",
+            display_name: "Anne Hansen",
+            password: &password,
+        };
+        sink.deliver(&credentials).unwrap();
+
+        let path = sink.path_for("omsorg-nord", "anne.hansen");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("Xy7-secret-value"));
+        assert!(text.contains("anne.hansen"));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let folder_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(folder_mode, 0o700);
+    }
+}

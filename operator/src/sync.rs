@@ -1,0 +1,369 @@
+//! One reconcile of the git repository into AD: fetch, check history, parse, snapshot, plan,
+//! apply, record.
+//!
+//! The last applied commit is recorded only when every action succeeded, so the history
+//! check always compares against a commit whose state AD fully holds. Failed actions need no
+//! bookkeeping of their own: the next run plans again from what AD then holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::Config;
+use crate::credentials::{Credentials, CredentialsSink, generate_password};
+use crate::desired::{self, DesiredState};
+use crate::directory::{Directory, DirectoryError};
+use crate::model::{Action, UserKey};
+use crate::plan::{self, AccountPlan, Plan};
+use crate::resources::SupplierUserSpec;
+use crate::source::{GitSource, SourceError, StateStore};
+
+/// Choices an operator makes for one run.
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    /// A head commit the operator accepts although it does not descend from the last applied one.
+    pub accept_rewritten_history: Option<String>,
+    /// Suppliers for which the mass-deletion guard is lifted.
+    pub allow_mass_deletion: Vec<String>,
+}
+
+/// A reconcile that could not start or could not read what it needs.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The repository, its history or the state file.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The directory could not be read.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// The commit a run read.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitSummary {
+    pub id: String,
+    pub summary: String,
+}
+
+/// One action that failed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<UserKey>,
+    pub dn: String,
+    pub action: String,
+    pub error: String,
+}
+
+/// What a run planned and did.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncReport {
+    pub commit: CommitSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<String>,
+    pub plan: Plan,
+    pub file_errors: Vec<desired::FileError>,
+    /// Actions that succeeded, when the run applied the plan.
+    pub applied: usize,
+    pub failures: Vec<Failure>,
+    /// True when the head was recorded as the last applied commit.
+    pub recorded: bool,
+}
+
+impl SyncReport {
+    /// Returns true when something declared was not applied: a failed action, an invalid
+    /// file, or a finding that blocks a change.
+    pub fn has_problems(&self) -> bool {
+        !self.failures.is_empty()
+            || !self.file_errors.is_empty()
+            || self.plan.findings.iter().any(|f| {
+                use plan::Finding::*;
+                matches!(
+                    f,
+                    UserFrozen { .. }
+                        | SupplierFrozen { .. }
+                        | UsernameChangeRejected { .. }
+                        | UsernameTaken { .. }
+                        | GroupNotFound { .. }
+                        | DuplicateLink { .. }
+                        | MassDeletionBlocked { .. }
+                )
+            })
+    }
+}
+
+/// Everything read before planning, kept so the plan can be shown or applied.
+pub struct Prepared {
+    pub head: git2::Oid,
+    pub commit: CommitSummary,
+    pub last_applied: Option<git2::Oid>,
+    pub desired: DesiredState,
+    pub plan: Plan,
+}
+
+/// Reads the desired state at a commit.
+pub fn desired_at(source: &GitSource, commit: git2::Oid) -> Result<DesiredState, SourceError> {
+    let files = source.read_files(commit, &format!("{}/", desired::SUPPLIERS_DIR))?;
+    Ok(desired::from_files(
+        files
+            .iter()
+            .map(|f| (f.path.as_str(), f.content.as_slice())),
+    ))
+}
+
+/// Fetches, checks history, reads the desired state and AD, and computes the plan.
+pub async fn prepare<D: Directory>(
+    config: &Config,
+    source: &GitSource,
+    state: &StateStore,
+    directory: &D,
+    now: DateTime<Utc>,
+    options: &SyncOptions,
+) -> Result<Prepared, SyncError> {
+    let head = source.fetch()?;
+    let last_applied = state.last_applied(&config.repository)?;
+    let accepted = match &options.accept_rewritten_history {
+        Some(text) => Some(source.resolve_commit(text)?),
+        None => None,
+    };
+    source.verify_head(last_applied, head, accepted)?;
+
+    let info = source.commit_info(head)?;
+    let commit = CommitSummary {
+        id: head.to_string(),
+        summary: info.summary.clone(),
+    };
+    let desired = desired_at(source, head)?;
+
+    // The specs as last applied tell drift (a hand edit in AD) from an edited file.
+    let previous = match last_applied {
+        Some(commit) if commit != head => Some(specs_by_key(&desired_at(source, commit)?)),
+        Some(_) => Some(specs_by_key(&desired)),
+        None => None,
+    };
+
+    let groups = desired.managed_groups();
+    let first = directory.snapshot(&groups, &BTreeSet::new()).await?;
+    let linked: BTreeSet<UserKey> = first
+        .accounts
+        .iter()
+        .filter_map(|a| a.link.clone())
+        .collect();
+    let candidates = plan::username_candidates(&desired, &linked);
+    let snapshot = if candidates.is_empty() {
+        first
+    } else {
+        let mut taken = first;
+        taken.taken_usernames = directory.taken_usernames(&candidates).await?;
+        taken
+    };
+
+    let settings = config.plan_settings(options.allow_mass_deletion.iter().cloned());
+    let plan = plan::plan(&desired, &snapshot, previous.as_ref(), now, &settings);
+    Ok(Prepared {
+        head,
+        commit,
+        last_applied,
+        desired,
+        plan,
+    })
+}
+
+fn specs_by_key(state: &DesiredState) -> BTreeMap<UserKey, SupplierUserSpec> {
+    state
+        .users()
+        .map(|u| (u.key.clone(), u.spec.clone()))
+        .collect()
+}
+
+/// Applies a prepared plan and records the head when everything succeeded.
+pub async fn apply<D: Directory>(
+    config: &Config,
+    state: &StateStore,
+    directory: &D,
+    sink: &dyn CredentialsSink,
+    prepared: Prepared,
+) -> Result<SyncReport, SyncError> {
+    let Prepared {
+        head,
+        commit,
+        last_applied,
+        desired,
+        plan,
+    } = prepared;
+    let (applied, failures) =
+        apply_plan(directory, sink, &plan, config.directory.connections).await;
+
+    let recorded = failures.is_empty();
+    if recorded {
+        state.record_applied(&config.repository, head)?;
+    } else {
+        warn!(failures = failures.len(), commit = %head, "not recording the commit as applied");
+    }
+
+    Ok(SyncReport {
+        commit,
+        last_applied: last_applied.map(|c| c.to_string()),
+        plan,
+        file_errors: desired.errors,
+        applied,
+        failures,
+        recorded,
+    })
+}
+
+/// Applies the plan: OUs first, then each account's actions in order, accounts concurrently.
+/// Returns the count of actions that succeeded and the failures. A failed action stops the
+/// rest of that account's actions, so an account is never enabled after a failed step.
+pub async fn apply_plan<D: Directory>(
+    directory: &D,
+    sink: &dyn CredentialsSink,
+    plan: &Plan,
+    concurrency: usize,
+) -> (usize, Vec<Failure>) {
+    let mut applied = 0;
+    let mut failures = Vec::new();
+    let mut failed_suppliers = BTreeSet::new();
+
+    for action in &plan.organizational_units {
+        match directory.apply(action).await {
+            Ok(()) => {
+                info!(dn = action.dn(), "created organisational unit");
+                applied += 1;
+            }
+            Err(e) => {
+                if let Action::CreateOrganizationalUnit { supplier, .. } = action {
+                    failed_suppliers.insert(supplier.clone());
+                }
+                failures.push(failure(action, &e.to_string()));
+            }
+        }
+    }
+
+    let results = futures::stream::iter(&plan.accounts)
+        .map(|account| {
+            let skip = failed_suppliers.contains(&account.key.supplier);
+            let span =
+                info_span!("account", supplier = %account.key.supplier, user = %account.key.name);
+            async move {
+                if skip {
+                    return (0, vec![skipped(account)]);
+                }
+                apply_account(directory, sink, account).await
+            }
+            .instrument(span)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+
+    for (count, account_failures) in results {
+        applied += count;
+        failures.extend(account_failures);
+    }
+    (applied, failures)
+}
+
+fn skipped(account: &AccountPlan) -> Failure {
+    Failure {
+        key: Some(account.key.clone()),
+        dn: account
+            .actions
+            .first()
+            .map(|a| a.dn().to_owned())
+            .unwrap_or_default(),
+        action: "all".to_owned(),
+        error: "skipped because the supplier's organisational unit could not be created".to_owned(),
+    }
+}
+
+async fn apply_account<D: Directory>(
+    directory: &D,
+    sink: &dyn CredentialsSink,
+    account: &AccountPlan,
+) -> (usize, Vec<Failure>) {
+    let mut applied = 0;
+    for action in &account.actions {
+        let result = match action {
+            Action::SetInitialPassword {
+                key,
+                dn,
+                username,
+                display_name,
+            } => set_initial_password(directory, sink, key, dn, username, display_name).await,
+            _ => directory.apply(action).await.map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                info!(
+                    action = action_name(action),
+                    dn = action.dn(),
+                    drift = account.drift,
+                    "applied"
+                );
+                applied += 1;
+            }
+            Err(message) => {
+                error!(action = action_name(action), dn = action.dn(), error = %message, "action failed; skipping the rest of this account");
+                return (applied, vec![failure(action, &message)]);
+            }
+        }
+    }
+    (applied, Vec::new())
+}
+
+/// Sets a new random password, delivers it, and only then marks it delivered. A failure at
+/// any step leaves the account marked pending, so the next run sets a new password.
+async fn set_initial_password<D: Directory>(
+    directory: &D,
+    sink: &dyn CredentialsSink,
+    key: &UserKey,
+    dn: &str,
+    username: &str,
+    display_name: &str,
+) -> Result<(), String> {
+    let password = generate_password();
+    directory
+        .set_password(dn, &password)
+        .await
+        .map_err(|e| e.to_string())?;
+    let credentials = Credentials {
+        key,
+        username,
+        display_name,
+        password: &password,
+    };
+    sink.deliver(&credentials).map_err(|e| e.to_string())?;
+    directory
+        .mark_credentials_delivered(dn)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn failure(action: &Action, message: &str) -> Failure {
+    Failure {
+        key: action.key().cloned(),
+        dn: action.dn().to_owned(),
+        action: action_name(action).to_owned(),
+        error: message.to_owned(),
+    }
+}
+
+/// Returns the short name of an action, as used in logs and output.
+pub fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::CreateOrganizationalUnit { .. } => "create-ou",
+        Action::Create { .. } => "create",
+        Action::SetInitialPassword { .. } => "set-password",
+        Action::UpdateAttributes { .. } => "update-attributes",
+        Action::SetExpiry { .. } => "set-expiry",
+        Action::AddToGroup { .. } => "add-to-group",
+        Action::RemoveFromGroup { .. } => "remove-from-group",
+        Action::Enable { .. } => "enable",
+        Action::Disable { .. } => "disable",
+        Action::Delete { .. } => "delete",
+    }
+}
