@@ -1,0 +1,8 @@
+//! Shared helpers for the integration tests. Each test file includes them with `mod support;`.
+
+// Each test binary compiles this module whole but uses only part of it.
+#![allow(dead_code)]
+
+pub mod dc;
+
+pub use dc::{Entry, TestDc};
