@@ -583,3 +583,181 @@ fn reject_duplicate_usernames(state: &mut DesiredState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUPPLIER: &str = "apiVersion: adgang.example.org/v1alpha1
+kind: Supplier
+metadata:
+  name: omsorg-nord
+spec:
+  displayName: Omsorg Nord ApS
+  cvr: \"12345678\"
+  secureMail: sikker@omsorg-nord.example.org
+  organizationalUnit: Omsorg Nord
+  groups: [Nexus-Brugere]
+";
+
+    const USER: &str = "apiVersion: adgang.example.org/v1alpha1
+kind: SupplierUser
+metadata:
+  name: anne-hansen
+spec:
+  supplier: omsorg-nord
+  givenName: Anne
+  surname: Hansen
+  validFrom: 2027-01-04
+  validUntil: 2027-06-30
+  employment:
+    start: 2027-01-04
+  groups: [Nexus-Brugere]
+";
+
+    const USER_PATH: &str = "suppliers/omsorg-nord/users/anne-hansen.yaml";
+
+    fn parse(files: &[(&str, &str)]) -> DesiredState {
+        from_files(files.iter().map(|(p, c)| (*p, c.as_bytes())))
+    }
+
+    fn parse_user(content: &str) -> DesiredState {
+        parse(&[("suppliers/omsorg-nord/supplier.yaml", SUPPLIER), (USER_PATH, content)])
+    }
+
+    #[test]
+    fn valid_files_parse() {
+        let state = parse_user(USER);
+        assert!(state.errors.is_empty(), "{:?}", state.errors);
+        let supplier = &state.suppliers["omsorg-nord"];
+        assert!(supplier.spec.is_some());
+        assert_eq!(supplier.users["anne-hansen"].spec.given_name, "Anne");
+    }
+
+    /// Each bad input freezes the user and names the file, and where it applies the field and
+    /// the value.
+    #[test]
+    fn bad_user_files_rejected() {
+        let cases: [(&str, String, Option<&str>, &str); 12] = [
+            ("invalid YAML", "spec: [\n".to_owned(), None, "invalid YAML"),
+            ("duplicate key", USER.replace("  surname: Hansen\n", "  surname: Hansen\n  surname: Holm\n"), None, "surname"),
+            ("unknown field", format!("{USER}  cpr: \"0101\"\n"), None, "cpr"),
+            ("missing field", USER.replace("  givenName: Anne\n", ""), None, "givenName"),
+            ("date that does not exist", USER.replace("2027-06-30", "2027-02-30"), None, "2027-02-30"),
+            ("validUntil before validFrom", USER.replace("2027-06-30", "2027-01-03"), Some("spec.validUntil"), "2027-01-03"),
+            ("wrong supplier", USER.replace("supplier: omsorg-nord", "supplier: pleje-vest"), Some("spec.supplier"), "pleje-vest"),
+            ("group not allowed", USER.replace("[Nexus-Brugere]", "[Domain Admins]"), Some("spec.groups"), "Domain Admins"),
+            ("username too long", format!("{USER}  username: abcdefghijklmnopqrstu\n"), Some("spec.username"), "abcdefghijklmnopqrstu"),
+            ("forbidden character", format!("{USER}  username: anne+h\n"), Some("spec.username"), "anne+h"),
+            ("name differs from file", USER.replace("name: anne-hansen", "name: anne"), Some("metadata.name"), "anne"),
+            ("wrong kind", USER.replace("kind: SupplierUser", "kind: Supplier"), Some("kind"), "Supplier"),
+        ];
+        for (case, content, field, value) in cases {
+            let state = parse_user(&content);
+            assert_eq!(state.errors.len(), 1, "{case}: {:?}", state.errors);
+            let error = &state.errors[0];
+            assert_eq!(error.path, USER_PATH, "{case}");
+            if let Some(field) = field {
+                assert_eq!(error.field.as_deref(), Some(field), "{case}");
+            }
+            assert!(error.to_string().contains(value), "{case}: {error}");
+            assert!(!error.hint.is_empty(), "{case}: no hint");
+
+            let supplier = &state.suppliers["omsorg-nord"];
+            assert!(supplier.users.is_empty(), "{case}");
+            assert!(supplier.frozen_users.contains("anne-hansen"), "{case}: not frozen");
+        }
+    }
+
+    #[test]
+    fn yaml_error_has_line() {
+        let state = parse_user(&USER.replace("  surname: Hansen\n", "  surname: [Hansen\n"));
+        assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
+        assert!(state.errors[0].line.is_some(), "{:?}", state.errors[0]);
+    }
+
+    #[test]
+    fn same_username_twice_freezes_both() {
+        let other = USER.replace("anne-hansen", "anne-holm");
+        let state = parse(&[
+            ("suppliers/omsorg-nord/supplier.yaml", SUPPLIER),
+            (USER_PATH, &format!("{USER}  username: ahansen\n")),
+            ("suppliers/omsorg-nord/users/anne-holm.yaml", &format!("{other}  username: AHansen\n")),
+        ]);
+        assert_eq!(state.errors.len(), 2, "{:?}", state.errors);
+        for error in &state.errors {
+            assert_eq!(error.field.as_deref(), Some("spec.username"));
+        }
+        assert!(state.suppliers["omsorg-nord"].users.is_empty());
+        assert_eq!(state.suppliers["omsorg-nord"].frozen_users.len(), 2);
+    }
+
+    #[test]
+    fn misplaced_files_rejected() {
+        let cases = [
+            "suppliers/omsorg-nord/anne-hansen.yaml",
+            "suppliers/omsorg-nord/users/anne-hansen.yml",
+            "suppliers/Omsorg_Nord/supplier.yaml",
+            "suppliers/omsorg-nord/users/sub/anne.yaml",
+        ];
+        for path in cases {
+            let state = parse(&[(path, USER)]);
+            assert_eq!(state.errors.len(), 1, "{path}: {:?}", state.errors);
+            assert_eq!(state.errors[0].path, path);
+        }
+    }
+
+    #[test]
+    fn documentation_files_ignored() {
+        let state = parse(&[
+            ("suppliers/omsorg-nord/supplier.yaml", SUPPLIER),
+            ("suppliers/omsorg-nord/README.md", "# Omsorg Nord"),
+            ("README.md", "# Repository"),
+        ]);
+        assert!(state.errors.is_empty(), "{:?}", state.errors);
+    }
+
+    #[test]
+    fn users_without_supplier_frozen() {
+        let state = parse(&[(USER_PATH, USER)]);
+        assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
+        assert!(state.errors[0].message.contains("no supplier.yaml"), "{:?}", state.errors[0]);
+        assert!(state.suppliers["omsorg-nord"].spec.is_none());
+    }
+
+    #[test]
+    fn bad_supplier_named() {
+        let cases = [
+            (SUPPLIER.replace("\"12345678\"", "\"1234\""), "spec.cvr"),
+            (SUPPLIER.replace("name: omsorg-nord", "name: other"), "metadata.name"),
+            (SUPPLIER.replace("[Nexus-Brugere]", "[Nexus-Brugere, nexus-brugere]"), "spec.groups"),
+        ];
+        for (content, field) in cases {
+            let state = parse(&[("suppliers/omsorg-nord/supplier.yaml", &content)]);
+            assert_eq!(state.errors.len(), 1, "{field}: {:?}", state.errors);
+            assert_eq!(state.errors[0].field.as_deref(), Some(field));
+        }
+    }
+
+    #[test]
+    fn example_repository_valid() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repo");
+        let mut files = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                    files.push((relative, std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        let state = from_files(files.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
+        assert!(state.errors.is_empty(), "{:#?}", state.errors);
+        assert_eq!(state.suppliers.len(), 2);
+        assert_eq!(state.users().count(), 9);
+    }
+}

@@ -84,7 +84,11 @@ enum Command {
         interval: Option<u64>,
     },
     /// Prints the CustomResourceDefinitions of Supplier and SupplierUser.
-    Crd,
+    Crd {
+        /// Writes one file per CRD into this folder instead of printing them.
+        #[arg(long, value_name = "FOLDER")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,8 +122,18 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> ExitCode {
     match command {
-        Command::Crd => {
+        Command::Crd { dir: None } => {
             print!("{}", adgang::resources::crds_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { dir: Some(dir) } => {
+            for (name, yaml) in adgang::resources::crd_files() {
+                let path = dir.join(name);
+                if let Err(e) = std::fs::write(&path, yaml) {
+                    eprintln!("error: failed to write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Plan(common) => run_once(&common, false).await,

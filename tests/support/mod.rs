@@ -6,3 +6,4 @@
 pub mod dc;
 
 pub use dc::{Entry, TestDc};
+pub mod setup;
