@@ -6,6 +6,7 @@
 //! [`source`], [`credentials`]) and is tested against real servers. [`sync`] ties them
 //! together for one reconcile.
 
+pub mod calendar;
 pub mod config;
 pub mod credentials;
 pub mod desired;
