@@ -13,6 +13,7 @@ pub mod desired;
 pub mod directory;
 pub mod expiry;
 pub mod model;
+pub mod notice;
 pub mod output;
 pub mod plan;
 pub mod resources;
