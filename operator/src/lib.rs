@@ -8,6 +8,7 @@
 
 pub mod calendar;
 pub mod config;
+pub mod cpr;
 pub mod credentials;
 pub mod desired;
 pub mod directory;
