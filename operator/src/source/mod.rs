@@ -1,1 +1,23 @@
 //! The git source: fetching the repository, reading a commit's tree, and remembering the last applied commit.
+//!
+//! [`GitSource`] opens a local repository in place, or keeps a bare clone of a remote URL
+//! in a cache directory and fetches the configured branch into it. Files are read from a
+//! commit's tree in the object database, never from a work tree, so uncommitted edits in a
+//! local checkout cannot reach Active Directory.
+//!
+//! # History check
+//!
+//! Each applied commit is recorded. A new head must descend from the last applied commit,
+//! so that a rewritten or force-pushed branch cannot silently undo reviewed changes. When it
+//! does not, [`GitSource::check_fast_forward`] returns an error and nothing is applied.
+//! An operator who has checked the branch overrides this with
+//! `adgang sync --accept-rewritten-history <COMMIT>`, which [`GitSource::verify_head`]
+//! honours only for exactly that head.
+
+mod cache;
+mod error;
+mod git;
+mod names;
+
+pub use error::SourceError;
+pub use git::{CommitInfo, GitSource, RepoFile, RepositorySettings};
