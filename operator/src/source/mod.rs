@@ -13,11 +13,28 @@
 //! An operator who has checked the branch overrides this with
 //! `adgang sync --accept-rewritten-history <COMMIT>`, which [`GitSource::verify_head`]
 //! honours only for exactly that head.
+//!
+//! # Where the last applied commit is stored
+//!
+//! [`StateStore`] writes one small JSON file per repository URL and branch (the URL, the
+//! branch, the commit and the time it was recorded) into the configured state directory.
+//! It is stored there for these reasons:
+//!
+//! - The directory is local, next to the clone cache, so reading it needs no network.
+//! - With a persistent volume, the file survives restarts and rescheduling of the pod.
+//! - The repository cannot contain it, because Adgang only reads from git and never pushes.
+//! - Active Directory cannot contain it, because Adgang must not modify objects it did not
+//!   create.
+//!
+//! Without a persistent volume the file is lost on restart. The first sync afterwards then
+//! applies the current head without the history check, as on a first run.
 
 mod cache;
 mod error;
 mod git;
 mod names;
+mod state;
 
 pub use error::SourceError;
 pub use git::{CommitInfo, GitSource, RepoFile, RepositorySettings};
+pub use state::StateStore;
