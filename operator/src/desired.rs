@@ -295,17 +295,40 @@ fn parse_object<S: DeserializeOwned>(
         )
     })?;
 
-    let object: ObjectFile<S> = serde_saphyr::from_str(text).map_err(|e| {
+    // Checked before parsing, so a CPR number in a comment or a broken file is caught too.
+    if let Some(found) = crate::cpr::find(text).first() {
         let mut error = FileError::new(
             path,
             None,
-            format!(
-                "invalid YAML for a {kind}: {}",
-                e.without_snippet().render().trim()
-            ),
+            found.to_string(),
+            "remove it from the file, and from every commit of the branch before it is merged",
+        );
+        error.line = Some(found.line);
+        return Err(error);
+    }
+
+    let object: ObjectFile<S> = serde_saphyr::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line() as usize);
+        // Quoting the line names the field and the value, which the parser's message may not.
+        let source_line = line
+            .and_then(|n| text.lines().nth(n.saturating_sub(1)))
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        let at = match source_line {
+            Some(source_line) => format!(" ({source_line:?})"),
+            None => String::new(),
+        };
+        let mut error = FileError::new(
+            path,
+            None,
+            format!("invalid YAML for a {kind}{at}: {}", e.without_snippet().render().trim()),
             &format!("fix the YAML so it matches the {kind} schema (see crds/ or `adgang crd`)"),
         );
-        error.line = e.location().map(|l| l.line() as usize);
+        error.line = line;
+        error.field = source_line
+            .and_then(|l| l.split_once(':'))
+            .map(|(key, _)| key.trim_start_matches("- ").trim().to_owned())
+            .filter(|key| !key.is_empty() && !key.contains(' '));
         error
     })?;
 
@@ -667,6 +690,18 @@ spec:
             assert!(supplier.users.is_empty(), "{case}");
             assert!(supplier.frozen_users.contains("anne-hansen"), "{case}: not frozen");
         }
+    }
+
+    #[test]
+    fn cpr_number_rejected_without_echo() {
+        let content = USER.replace("  givenName: Anne\n", "  # 010190-1234\n  givenName: Anne\n");
+        let state = parse_user(&content);
+        assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
+        let error = &state.errors[0];
+        assert_eq!(error.line, Some(7));
+        assert!(error.message.contains("CPR"), "{error}");
+        assert!(!error.to_string().contains("010190"), "the number must not be echoed: {error}");
+        assert!(state.suppliers["omsorg-nord"].frozen_users.contains("anne-hansen"));
     }
 
     #[test]
