@@ -428,7 +428,7 @@ fn remove_stale_dc(dir: &Path) {
 }
 
 /// Returns whether `path` has the shape of a DC folder that this harness made for `address`
-/// (`.../adgang-dc/run/ADDRESS`), so that a garbled lock file never gets another folder removed.
+/// (`.../adgang-dc*/run/ADDRESS`), so that a garbled lock file never gets another folder removed.
 fn is_run_dir_for(path: &Path, address: &str) -> bool {
     fn name(path: Option<&Path>) -> Option<&str> {
         path.and_then(Path::file_name)
@@ -437,7 +437,8 @@ fn is_run_dir_for(path: &Path, address: &str) -> bool {
     path.is_absolute()
         && name(Some(path)) == Some(address)
         && name(path.parent()) == Some("run")
-        && name(path.parent().and_then(Path::parent)) == Some("adgang-dc")
+        && name(path.parent().and_then(Path::parent))
+            .is_some_and(|root| root.starts_with("adgang-dc"))
 }
 
 /// Returns whether anything accepts connections on the LDAP ports of `address`.
@@ -464,9 +465,21 @@ fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/samba-dc")
 }
 
-/// Folder for the template and the DC folders, inside Cargo's target folder.
+/// Folder for the template and the DC folders: inside Cargo's target folder, or in the system
+/// temporary folder when that path is too long for Samba.
 fn state_root() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("adgang-dc")
+    let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let in_target = target_tmp.join("adgang-dc");
+    // scripts/samba-dc rejects a DC folder longer than 83 bytes, because Samba's deepest Unix
+    // socket, DIR/private/ldap_priv/ldapi, must fit in the 108 bytes of sun_path. The template
+    // folder, `template-` and 16 hex digits, is the longest one made here.
+    let longest_dir = in_target.join("template-0123456789abcdef");
+    if longest_dir.as_os_str().len() <= 83 {
+        in_target
+    } else {
+        let key = fnv1a_64(target_tmp.as_os_str().as_encoded_bytes());
+        std::env::temp_dir().join(format!("adgang-dc-{key:016x}"))
+    }
 }
 
 fn run_root() -> PathBuf {
