@@ -19,7 +19,9 @@ fn user_path(name: &str) -> String {
 /// last day offset, extra spec lines).
 fn setup_with(users: &[(&str, &str, &str, i64, i64, &str)]) -> Setup {
     let setup = Setup::new();
-    setup.repo.write(SUPPLIER, &supplier_yaml("omsorg-nord", OU));
+    setup
+        .repo
+        .write(SUPPLIER, &supplier_yaml("omsorg-nord", OU));
     for (name, given, surname, from, until, extra) in users {
         write_user(&setup, name, given, surname, *from, *until, extra);
     }
@@ -27,8 +29,24 @@ fn setup_with(users: &[(&str, &str, &str, i64, i64, &str)]) -> Setup {
     setup
 }
 
-fn write_user(setup: &Setup, name: &str, given: &str, surname: &str, from: i64, until: i64, extra: &str) {
-    let yaml = user_yaml("omsorg-nord", name, given, surname, day(from), day(until), extra);
+fn write_user(
+    setup: &Setup,
+    name: &str,
+    given: &str,
+    surname: &str,
+    from: i64,
+    until: i64,
+    extra: &str,
+) {
+    let yaml = user_yaml(
+        "omsorg-nord",
+        name,
+        given,
+        surname,
+        day(from),
+        day(until),
+        extra,
+    );
     setup.repo.write(&user_path(name), &yaml);
 }
 
@@ -50,20 +68,39 @@ fn create_then_nothing_left() {
     let anne = setup.account("anne.hansen").expect("anne.hansen created");
     assert!(is_enabled(&anne));
     assert_eq!(anne.first("displayName"), Some("Anne Hansen"));
-    assert_eq!(anne.first("adminDescription"), Some("adgang:v1:omsorg-nord/anne-hansen"));
-    assert_eq!(anne.first("adminDisplayName"), Some("adgang:credentials-delivered"));
-    assert_eq!(anne.first("pwdLastSet"), Some("0"), "password must be changed at first logon");
+    assert_eq!(
+        anne.first("adminDescription"),
+        Some("adgang:v1:omsorg-nord/anne-hansen")
+    );
+    assert_eq!(
+        anne.first("adminDisplayName"),
+        Some("adgang:credentials-delivered")
+    );
+    assert_eq!(
+        anne.first("pwdLastSet"),
+        Some("0"),
+        "password must be changed at first logon"
+    );
     let expected = expiry::account_expires(day(100), Copenhagen).to_string();
     assert_eq!(anne.first("accountExpires"), Some(expected.as_str()));
     let groups = anne.get("memberOf");
-    assert!(groups.iter().any(|g| g.starts_with("CN=Nexus-Brugere,")), "{groups:?}");
+    assert!(
+        groups.iter().any(|g| g.starts_with("CN=Nexus-Brugere,")),
+        "{groups:?}"
+    );
     assert!(anne.dn.contains("OU=Omsorg Nord\\, ApS"), "{}", anne.dn);
 
-    let soeren = setup.account("soeren.oestergaard").expect("Danish letters transliterated");
+    let soeren = setup
+        .account("soeren.oestergaard")
+        .expect("Danish letters transliterated");
     assert_eq!(soeren.first("sn"), Some("Østergård"));
 
     let credentials = setup.credentials_dir().join("omsorg-nord/anne.hansen.txt");
-    let mode = std::fs::metadata(&credentials).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&credentials)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 
     let again = setup.sync_ok();
@@ -89,7 +126,9 @@ fn rename_and_groups_update_in_place() {
     setup.repo.commit("Rename Anne, extend, change groups");
     setup.sync_ok();
 
-    let after = setup.account("anne.hansen").expect("username never changes");
+    let after = setup
+        .account("anne.hansen")
+        .expect("username never changes");
     assert_eq!(after.dn, before.dn);
     assert_eq!(after.first("objectGUID"), before.first("objectGUID"));
     assert_eq!(after.first("sn"), Some("Holm, jr."));
@@ -105,7 +144,15 @@ fn rename_and_groups_update_in_place() {
 fn username_change_rejected() {
     let setup = setup_with(&[("anne-hansen", "Anne", "Hansen", -10, 100, "")]);
     setup.sync_ok();
-    write_user(&setup, "anne-hansen", "Anne", "Hansen", -10, 100, "  username: ahansen\n");
+    write_user(
+        &setup,
+        "anne-hansen",
+        "Anne",
+        "Hansen",
+        -10,
+        100,
+        "  username: ahansen\n",
+    );
     setup.repo.commit("Try to change the username");
 
     let run = setup.run(&["sync"]);
@@ -119,9 +166,16 @@ fn username_change_rejected() {
 fn future_start_created_disabled() {
     let setup = setup_with(&[("mette-kjaer", "Mette", "Kjær", 5, 100, "")]);
     setup.sync_ok();
-    let mette = setup.account("mette.kjaer").expect("created before its start");
+    let mette = setup
+        .account("mette.kjaer")
+        .expect("created before its start");
     assert!(!is_enabled(&mette), "disabled until validFrom");
-    assert!(setup.credentials_dir().join("omsorg-nord/mette.kjaer.txt").exists());
+    assert!(
+        setup
+            .credentials_dir()
+            .join("omsorg-nord/mette.kjaer.txt")
+            .exists()
+    );
 }
 
 #[test]
@@ -137,9 +191,19 @@ fn shortened_to_past_deletes() {
     // validUntil yesterday: the last day of access has passed.
     write_user(&setup, "anne-hansen", "Anne", "Hansen", -10, -1, "");
     // The employment ended yesterday.
-    write_user(&setup, "jens-poulsen", "Jens", "Poulsen", -10, 100, "    end: PLACEHOLDER\n");
+    write_user(
+        &setup,
+        "jens-poulsen",
+        "Jens",
+        "Poulsen",
+        -10,
+        100,
+        "    end: PLACEHOLDER\n",
+    );
     let path = setup.repo.dir.join(user_path("jens-poulsen"));
-    let text = std::fs::read_to_string(&path).unwrap().replace("PLACEHOLDER", &day(-1).to_string());
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("PLACEHOLDER", &day(-1).to_string());
     std::fs::write(&path, text).unwrap();
     // The file is removed.
     setup.repo.remove(&user_path("line-berg"));
@@ -150,7 +214,11 @@ fn shortened_to_past_deletes() {
     assert!(setup.accounts().is_empty(), "{:?}", setup.accounts());
     assert!(run.stdout.contains("employment ended"), "{}", run.all());
     assert!(run.stdout.contains("file removed"), "{}", run.all());
-    assert!(run.stdout.contains("last day of access has passed"), "{}", run.all());
+    assert!(
+        run.stdout.contains("last day of access has passed"),
+        "{}",
+        run.all()
+    );
 }
 
 #[test]
@@ -177,7 +245,11 @@ fn drift_put_back_and_unmanaged_left_alone() {
     ));
 
     let run = setup.sync_ok();
-    assert!(run.stdout.contains("puts back a change made in AD"), "{}", run.all());
+    assert!(
+        run.stdout.contains("puts back a change made in AD"),
+        "{}",
+        run.all()
+    );
     assert!(run.stdout.contains("CN=manuel"), "{}", run.all());
     assert!(run.stdout.contains("VPN-Brugere"), "{}", run.all());
 
@@ -186,10 +258,18 @@ fn drift_put_back_and_unmanaged_left_alone() {
     let expected = expiry::account_expires(day(100), Copenhagen).to_string();
     assert_eq!(anne.first("accountExpires"), Some(expected.as_str()));
     let groups = anne.get("memberOf");
-    assert!(groups.iter().any(|g| g.starts_with("CN=Nexus-Brugere,")), "{groups:?}");
-    assert!(groups.iter().any(|g| g.starts_with("CN=VPN-Brugere,")), "unmanaged group kept");
+    assert!(
+        groups.iter().any(|g| g.starts_with("CN=Nexus-Brugere,")),
+        "{groups:?}"
+    );
+    assert!(
+        groups.iter().any(|g| g.starts_with("CN=VPN-Brugere,")),
+        "unmanaged group kept"
+    );
 
-    let manuel = setup.account("manuel").expect("unmanaged account never deleted");
+    let manuel = setup
+        .account("manuel")
+        .expect("unmanaged account never deleted");
     assert_eq!(manuel.first("displayName"), Some("Made By Hand"));
     assert_eq!(manuel.first("adminDescription"), None);
 }
@@ -198,7 +278,10 @@ fn drift_put_back_and_unmanaged_left_alone() {
 fn removed_supplier_file_freezes_users() {
     let setup = setup_with(&[("anne-hansen", "Anne", "Hansen", -10, 100, "")]);
     setup.sync_ok();
-    setup.repo.write(SUPPLIER, "apiVersion: adgang.example.org/v1alpha1\nkind: Supplier\n  bad: [\n");
+    setup.repo.write(
+        SUPPLIER,
+        "apiVersion: adgang.example.org/v1alpha1\nkind: Supplier\n  bad: [\n",
+    );
     setup.repo.commit("Break supplier.yaml");
     let run = setup.run(&["sync"]);
     assert_eq!(run.code, 1, "{}", run.all());
@@ -213,16 +296,37 @@ fn parse_error_deletes_nothing() {
 
     let cases = [
         ("invalid YAML", "apiVersion: [\n"),
-        ("unknown field", "apiVersion: adgang.example.org/v1alpha1\nkind: SupplierUser\nmetadata:\n  name: anne-hansen\nspec:\n  cpr: x\n"),
-        ("date that does not exist", &*user_yaml("omsorg-nord", "anne-hansen", "Anne", "Hansen", day(-10), day(100), "").replace(&day(100).to_string(), "2027-02-30")),
+        (
+            "unknown field",
+            "apiVersion: adgang.example.org/v1alpha1\nkind: SupplierUser\nmetadata:\n  name: anne-hansen\nspec:\n  cpr: x\n",
+        ),
+        (
+            "date that does not exist",
+            &*user_yaml(
+                "omsorg-nord",
+                "anne-hansen",
+                "Anne",
+                "Hansen",
+                day(-10),
+                day(100),
+                "",
+            )
+            .replace(&day(100).to_string(), "2027-02-30"),
+        ),
     ];
     for (case, content) in cases {
         setup.repo.write(&user_path("anne-hansen"), content);
         setup.repo.commit(case);
         let run = setup.run(&["sync"]);
         assert_eq!(run.code, 1, "{case}: {}", run.all());
-        assert!(run.stdout.contains(&user_path("anne-hansen")), "{case}: {}", run.all());
-        let anne = setup.account("anne.hansen").unwrap_or_else(|| panic!("{case}: deleted"));
+        assert!(
+            run.stdout.contains(&user_path("anne-hansen")),
+            "{case}: {}",
+            run.all()
+        );
+        let anne = setup
+            .account("anne.hansen")
+            .unwrap_or_else(|| panic!("{case}: deleted"));
         assert!(is_enabled(&anne), "{case}");
     }
 }
@@ -230,7 +334,10 @@ fn parse_error_deletes_nothing() {
 #[test]
 fn mass_deletion_guard_stops_supplier() {
     let names = ["a-one", "b-two", "c-three", "d-four", "e-five"];
-    let users: Vec<_> = names.iter().map(|n| (*n, "Test", *n, -1, 100, "")).collect();
+    let users: Vec<_> = names
+        .iter()
+        .map(|n| (*n, "Test", *n, -1, 100, ""))
+        .collect();
     let setup = setup_with(&users);
     setup.sync_ok();
     assert_eq!(setup.accounts().len(), 5);
@@ -241,7 +348,11 @@ fn mass_deletion_guard_stops_supplier() {
     setup.repo.commit("Remove four of five");
     let run = setup.run(&["sync"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.stdout.contains("--allow-mass-deletion omsorg-nord"), "{}", run.all());
+    assert!(
+        run.stdout.contains("--allow-mass-deletion omsorg-nord"),
+        "{}",
+        run.all()
+    );
     assert_eq!(setup.accounts().len(), 5, "nothing deleted");
 
     let run = setup.run(&["sync", "--allow-mass-deletion", "omsorg-nord"]);
@@ -256,12 +367,18 @@ fn rewritten_history_refused_until_accepted() {
 
     write_user(&setup, "jens-poulsen", "Jens", "Poulsen", -1, 50, "");
     setup.repo.git(&["add", "--all"]);
-    setup.repo.git(&["commit", "--quiet", "--amend", "-m", "Rewritten"]);
+    setup
+        .repo
+        .git(&["commit", "--quiet", "--amend", "-m", "Rewritten"]);
     let head = setup.repo.git(&["rev-parse", "HEAD"]);
 
     let run = setup.run(&["sync"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.all().contains("--accept-rewritten-history"), "{}", run.all());
+    assert!(
+        run.all().contains("--accept-rewritten-history"),
+        "{}",
+        run.all()
+    );
     assert!(setup.account("jens.poulsen").is_none(), "nothing applied");
 
     let run = setup.run(&["sync", "--accept-rewritten-history", &head]);
@@ -271,41 +388,73 @@ fn rewritten_history_refused_until_accepted() {
 
 #[test]
 fn killed_runs_completed_by_next() {
-    let users: Vec<(String, String)> =
-        (0..60).map(|i| (format!("user-{i:02}"), format!("Person{i:02}"))).collect();
+    let users: Vec<(String, String)> = (0..60)
+        .map(|i| (format!("user-{i:02}"), format!("Person{i:02}")))
+        .collect();
     let setup = Setup::new();
-    setup.repo.write(SUPPLIER, &supplier_yaml("omsorg-nord", OU));
+    setup
+        .repo
+        .write(SUPPLIER, &supplier_yaml("omsorg-nord", OU));
     for (name, surname) in &users {
         write_user(&setup, name, "Test", surname, -1, 100, BRUGERE);
     }
     setup.repo.commit("Add 60 users");
 
     // Kill the process once some accounts exist, then stop the directory during a second run.
-    let mut child = setup.command(&["sync"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = setup
+        .command(&["sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for_accounts(&setup, 1);
     child.kill().unwrap();
     child.wait().unwrap();
 
     let created = setup.accounts().len();
-    let mut dc_run = setup.command(&["sync"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut dc_run = setup
+        .command(&["sync"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_accounts(&setup, created + 1);
     let mut setup = setup;
     setup.dc.stop();
     let output = dc_run.wait_with_output().unwrap();
-    assert_ne!(output.status.code(), Some(0), "a run against a stopped directory must fail");
+    assert_ne!(
+        output.status.code(),
+        Some(0),
+        "a run against a stopped directory must fail"
+    );
     setup.dc.restart();
 
     let run = setup.sync_ok();
     let again = setup.sync_ok();
-    assert!(again.stdout.contains("No changes"), "{}\n{}", run.all(), again.all());
+    assert!(
+        again.stdout.contains("No changes"),
+        "{}\n{}",
+        run.all(),
+        again.all()
+    );
 
     let accounts = setup.accounts();
     assert_eq!(accounts.len(), 60, "no duplicate and no lost user");
     for account in &accounts {
-        assert_eq!(account.first("adminDisplayName"), Some("adgang:credentials-delivered"), "{}", account.dn);
+        assert_eq!(
+            account.first("adminDisplayName"),
+            Some("adgang:credentials-delivered"),
+            "{}",
+            account.dn
+        );
         assert!(is_enabled(account), "{}", account.dn);
         let username = account.first("sAMAccountName").unwrap();
-        assert!(setup.credentials_dir().join(format!("omsorg-nord/{username}.txt")).exists());
+        assert!(
+            setup
+                .credentials_dir()
+                .join(format!("omsorg-nord/{username}.txt"))
+                .exists()
+        );
     }
 }
 
@@ -324,7 +473,17 @@ fn wrong_ca_rejected() {
     let setup = setup_with(&[("anne-hansen", "Anne", "Hansen", -10, 100, "")]);
     let other_ca = setup.work.path().join("other-ca.pem");
     let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=Other CA"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Other CA",
+        ])
         .arg("-keyout")
         .arg(setup.work.path().join("other-ca.key"))
         .arg("-out")
@@ -333,7 +492,14 @@ fn wrong_ca_rejected() {
         .unwrap();
     assert!(status.status.success());
     let config = std::fs::read_to_string(&setup.config).unwrap();
-    std::fs::write(&setup.config, config.replace(&setup.dc.ca_file.display().to_string(), &other_ca.display().to_string())).unwrap();
+    std::fs::write(
+        &setup.config,
+        config.replace(
+            &setup.dc.ca_file.display().to_string(),
+            &other_ca.display().to_string(),
+        ),
+    )
+    .unwrap();
 
     let run = setup.run(&["sync"]);
     assert_eq!(run.code, 1, "{}", run.all());
@@ -348,7 +514,10 @@ fn wrong_bind_password_reported() {
     let run = setup.run(&["sync"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains(&setup.dc.bind_dn), "{}", run.all());
-    assert!(!run.all().contains("Wrong-Password-42"), "the password must never be printed");
+    assert!(
+        !run.all().contains("Wrong-Password-42"),
+        "the password must never be printed"
+    );
     assert!(setup.accounts().is_empty());
 }
 
@@ -356,7 +525,11 @@ fn wrong_bind_password_reported() {
 fn unreachable_directory_reported() {
     let setup = setup_with(&[("anne-hansen", "Anne", "Hansen", -10, 100, "")]);
     let config = std::fs::read_to_string(&setup.config).unwrap();
-    std::fs::write(&setup.config, config.replace(&setup.dc.url, "ldaps://127.0.0.254")).unwrap();
+    std::fs::write(
+        &setup.config,
+        config.replace(&setup.dc.url, "ldaps://127.0.0.254"),
+    )
+    .unwrap();
     let run = setup.run(&["sync"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("127.0.0.254"), "{}", run.all());
@@ -372,7 +545,11 @@ fn bad_configuration_exits_2() {
 
     let missing = setup.run(&["sync", "--config", "/nonexistent/adgang.yaml"]);
     assert_eq!(missing.code, 2, "{}", missing.all());
-    assert!(missing.stderr.contains("/nonexistent/adgang.yaml"), "{}", missing.all());
+    assert!(
+        missing.stderr.contains("/nonexistent/adgang.yaml"),
+        "{}",
+        missing.all()
+    );
 }
 
 #[test]
@@ -387,5 +564,8 @@ fn plan_json_lists_actions() {
         .iter()
         .map(|a| a["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["create", "setInitialPassword", "addToGroup", "enable"]);
+    assert_eq!(
+        actions,
+        ["create", "setInitialPassword", "addToGroup", "enable"]
+    );
 }

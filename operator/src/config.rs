@@ -68,6 +68,25 @@ struct RawConfig {
     #[serde(default)]
     grace_days: u32,
     credentials: RawCredentials,
+    #[serde(default)]
+    signatures: RawSignatures,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSignatures {
+    #[serde(default = "default_true")]
+    required: bool,
+}
+
+impl Default for RawSignatures {
+    fn default() -> Self {
+        Self { required: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +174,8 @@ pub struct Config {
     pub min_deletion_count: usize,
     /// Folder of the file credentials sink.
     pub credentials_dir: PathBuf,
+    /// Whether every commit must be signed by someone allowed to make its changes.
+    pub require_signatures: bool,
 }
 
 impl Config {
@@ -296,6 +317,7 @@ impl Config {
             max_deletion_share: raw.safety.max_deletion_share,
             min_deletion_count: raw.safety.min_deletion_count,
             credentials_dir,
+            require_signatures: raw.signatures.required,
         })
     }
 

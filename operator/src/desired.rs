@@ -321,7 +321,10 @@ fn parse_object<S: DeserializeOwned>(
         let mut error = FileError::new(
             path,
             None,
-            format!("invalid YAML for a {kind}{at}: {}", e.without_snippet().render().trim()),
+            format!(
+                "invalid YAML for a {kind}{at}: {}",
+                e.without_snippet().render().trim()
+            ),
             &format!("fix the YAML so it matches the {kind} schema (see crds/ or `adgang crd`)"),
         );
         error.line = line;
@@ -387,6 +390,16 @@ fn parse_supplier(path: &str, supplier: &str, content: &[u8]) -> Result<Supplier
     }
     check_ou_name(path, &spec.organizational_unit)?;
     Ok(spec)
+}
+
+/// Parses and checks one `supplier.yaml` on its own, as the signature check reads it from
+/// earlier commits.
+pub fn parse_supplier_text(
+    path: &str,
+    supplier: &str,
+    text: &str,
+) -> Result<SupplierSpec, FileError> {
+    parse_supplier(path, supplier, text.as_bytes())
 }
 
 fn is_cvr(value: &str) -> bool {
@@ -645,7 +658,10 @@ spec:
     }
 
     fn parse_user(content: &str) -> DesiredState {
-        parse(&[("suppliers/omsorg-nord/supplier.yaml", SUPPLIER), (USER_PATH, content)])
+        parse(&[
+            ("suppliers/omsorg-nord/supplier.yaml", SUPPLIER),
+            (USER_PATH, content),
+        ])
     }
 
     #[test]
@@ -663,17 +679,75 @@ spec:
     fn bad_user_files_rejected() {
         let cases: [(&str, String, Option<&str>, &str); 12] = [
             ("invalid YAML", "spec: [\n".to_owned(), None, "invalid YAML"),
-            ("duplicate key", USER.replace("  surname: Hansen\n", "  surname: Hansen\n  surname: Holm\n"), None, "surname"),
-            ("unknown field", format!("{USER}  cpr: \"0101\"\n"), None, "cpr"),
-            ("missing field", USER.replace("  givenName: Anne\n", ""), None, "givenName"),
-            ("date that does not exist", USER.replace("2027-06-30", "2027-02-30"), None, "2027-02-30"),
-            ("validUntil before validFrom", USER.replace("2027-06-30", "2027-01-03"), Some("spec.validUntil"), "2027-01-03"),
-            ("wrong supplier", USER.replace("supplier: omsorg-nord", "supplier: pleje-vest"), Some("spec.supplier"), "pleje-vest"),
-            ("group not allowed", USER.replace("[Nexus-Brugere]", "[Domain Admins]"), Some("spec.groups"), "Domain Admins"),
-            ("username too long", format!("{USER}  username: abcdefghijklmnopqrstu\n"), Some("spec.username"), "abcdefghijklmnopqrstu"),
-            ("forbidden character", format!("{USER}  username: anne+h\n"), Some("spec.username"), "anne+h"),
-            ("name differs from file", USER.replace("name: anne-hansen", "name: anne"), Some("metadata.name"), "anne"),
-            ("wrong kind", USER.replace("kind: SupplierUser", "kind: Supplier"), Some("kind"), "Supplier"),
+            (
+                "duplicate key",
+                USER.replace(
+                    "  surname: Hansen\n",
+                    "  surname: Hansen\n  surname: Holm\n",
+                ),
+                None,
+                "surname",
+            ),
+            (
+                "unknown field",
+                format!("{USER}  cpr: \"0101\"\n"),
+                None,
+                "cpr",
+            ),
+            (
+                "missing field",
+                USER.replace("  givenName: Anne\n", ""),
+                None,
+                "givenName",
+            ),
+            (
+                "date that does not exist",
+                USER.replace("2027-06-30", "2027-02-30"),
+                None,
+                "2027-02-30",
+            ),
+            (
+                "validUntil before validFrom",
+                USER.replace("2027-06-30", "2027-01-03"),
+                Some("spec.validUntil"),
+                "2027-01-03",
+            ),
+            (
+                "wrong supplier",
+                USER.replace("supplier: omsorg-nord", "supplier: pleje-vest"),
+                Some("spec.supplier"),
+                "pleje-vest",
+            ),
+            (
+                "group not allowed",
+                USER.replace("[Nexus-Brugere]", "[Domain Admins]"),
+                Some("spec.groups"),
+                "Domain Admins",
+            ),
+            (
+                "username too long",
+                format!("{USER}  username: abcdefghijklmnopqrstu\n"),
+                Some("spec.username"),
+                "abcdefghijklmnopqrstu",
+            ),
+            (
+                "forbidden character",
+                format!("{USER}  username: anne+h\n"),
+                Some("spec.username"),
+                "anne+h",
+            ),
+            (
+                "name differs from file",
+                USER.replace("name: anne-hansen", "name: anne"),
+                Some("metadata.name"),
+                "anne",
+            ),
+            (
+                "wrong kind",
+                USER.replace("kind: SupplierUser", "kind: Supplier"),
+                Some("kind"),
+                "Supplier",
+            ),
         ];
         for (case, content, field, value) in cases {
             let state = parse_user(&content);
@@ -688,20 +762,33 @@ spec:
 
             let supplier = &state.suppliers["omsorg-nord"];
             assert!(supplier.users.is_empty(), "{case}");
-            assert!(supplier.frozen_users.contains("anne-hansen"), "{case}: not frozen");
+            assert!(
+                supplier.frozen_users.contains("anne-hansen"),
+                "{case}: not frozen"
+            );
         }
     }
 
     #[test]
     fn cpr_number_rejected_without_echo() {
-        let content = USER.replace("  givenName: Anne\n", "  # 010190-1234\n  givenName: Anne\n");
+        let content = USER.replace(
+            "  givenName: Anne\n",
+            "  # 010190-1234\n  givenName: Anne\n",
+        );
         let state = parse_user(&content);
         assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
         let error = &state.errors[0];
         assert_eq!(error.line, Some(7));
         assert!(error.message.contains("CPR"), "{error}");
-        assert!(!error.to_string().contains("010190"), "the number must not be echoed: {error}");
-        assert!(state.suppliers["omsorg-nord"].frozen_users.contains("anne-hansen"));
+        assert!(
+            !error.to_string().contains("010190"),
+            "the number must not be echoed: {error}"
+        );
+        assert!(
+            state.suppliers["omsorg-nord"]
+                .frozen_users
+                .contains("anne-hansen")
+        );
     }
 
     #[test]
@@ -717,7 +804,10 @@ spec:
         let state = parse(&[
             ("suppliers/omsorg-nord/supplier.yaml", SUPPLIER),
             (USER_PATH, &format!("{USER}  username: ahansen\n")),
-            ("suppliers/omsorg-nord/users/anne-holm.yaml", &format!("{other}  username: AHansen\n")),
+            (
+                "suppliers/omsorg-nord/users/anne-holm.yaml",
+                &format!("{other}  username: AHansen\n"),
+            ),
         ]);
         assert_eq!(state.errors.len(), 2, "{:?}", state.errors);
         for error in &state.errors {
@@ -756,7 +846,11 @@ spec:
     fn users_without_supplier_frozen() {
         let state = parse(&[(USER_PATH, USER)]);
         assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
-        assert!(state.errors[0].message.contains("no supplier.yaml"), "{:?}", state.errors[0]);
+        assert!(
+            state.errors[0].message.contains("no supplier.yaml"),
+            "{:?}",
+            state.errors[0]
+        );
         assert!(state.suppliers["omsorg-nord"].spec.is_none());
     }
 
@@ -764,8 +858,14 @@ spec:
     fn bad_supplier_named() {
         let cases = [
             (SUPPLIER.replace("\"12345678\"", "\"1234\""), "spec.cvr"),
-            (SUPPLIER.replace("name: omsorg-nord", "name: other"), "metadata.name"),
-            (SUPPLIER.replace("[Nexus-Brugere]", "[Nexus-Brugere, nexus-brugere]"), "spec.groups"),
+            (
+                SUPPLIER.replace("name: omsorg-nord", "name: other"),
+                "metadata.name",
+            ),
+            (
+                SUPPLIER.replace("[Nexus-Brugere]", "[Nexus-Brugere, nexus-brugere]"),
+                "spec.groups",
+            ),
         ];
         for (content, field) in cases {
             let state = parse(&[("suppliers/omsorg-nord/supplier.yaml", &content)]);
@@ -785,7 +885,11 @@ spec:
                 if path.is_dir() {
                     stack.push(path);
                 } else {
-                    let relative = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                    let relative = path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
                     files.push((relative, std::fs::read(&path).unwrap()));
                 }
             }

@@ -6,6 +6,7 @@
 //! [`source`], [`credentials`]) and is tested against real servers. [`sync`] ties them
 //! together for one reconcile.
 
+pub mod authorization;
 pub mod calendar;
 pub mod config;
 pub mod cpr;
@@ -18,6 +19,8 @@ pub mod notice;
 pub mod output;
 pub mod plan;
 pub mod resources;
+pub mod signatures;
 pub mod source;
 pub mod sync;
 pub mod username;
+pub mod validate;

@@ -18,6 +18,7 @@ use adgang::directory::LdapDirectory;
 use adgang::output;
 use adgang::source::{GitSource, StateStore};
 use adgang::sync::{self, SyncOptions, SyncReport};
+use adgang::validate;
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +72,35 @@ struct Common {
     accept_rewritten_history: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// The repository to check.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Base commit of the pull request [default: merge base of HEAD and the main branch].
+    #[arg(long)]
+    base: Option<String>,
+    /// Head commit of the pull request.
+    #[arg(long, default_value = "HEAD")]
+    head: String,
+    /// Branch that pull requests merge into.
+    #[arg(long, default_value = "main")]
+    main_branch: String,
+    /// Submission date (YYYY-MM-DD) [default: today in Europe/Copenhagen].
+    #[arg(long)]
+    today: Option<chrono::NaiveDate>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    format: ValidateFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ValidateFormat {
+    Text,
+    Github,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Shows what a sync would change now, without writing anything.
@@ -83,6 +113,8 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         interval: Option<u64>,
     },
+    /// Checks a pull request: schema, notice rules and commit signatures, without AD.
+    Validate(ValidateArgs),
     /// Prints the CustomResourceDefinitions of Supplier and SupplierUser.
     Crd {
         /// Writes one file per CRD into this folder instead of printing them.
@@ -137,6 +169,7 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan(common) => run_once(&common, false).await,
+        Command::Validate(args) => run_validate(&args),
         Command::Sync {
             common,
             interval: None,
@@ -224,6 +257,7 @@ async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Res
             last_applied: prepared.last_applied.map(|c| c.to_string()),
             plan: prepared.plan,
             file_errors: prepared.desired.errors,
+            unauthorised: prepared.unauthorised,
             applied: 0,
             failures: Vec::new(),
             recorded: false,
@@ -233,4 +267,42 @@ async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Res
     let sink = FileSink::new(&config.credentials_dir);
     let report = sync::apply(config, &state, &directory, &sink, prepared).await?;
     Ok(report)
+}
+
+fn run_validate(args: &ValidateArgs) -> ExitCode {
+    let today = args.today.unwrap_or_else(|| {
+        Utc::now()
+            .with_timezone(&chrono_tz::Europe::Copenhagen)
+            .date_naive()
+    });
+    let options = validate::ValidateOptions {
+        repo: args.repo.clone(),
+        base: args.base.clone(),
+        head: args.head.clone(),
+        main_branch: args.main_branch.clone(),
+        today,
+    };
+    let report = match validate::validate(&options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.format {
+        ValidateFormat::Text => print!("{}", validate::render_text(&report)),
+        ValidateFormat::Github => print!("{}", validate::render_github(&report)),
+        ValidateFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: failed to render the report as JSON: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    }
+    if report.is_acceptable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -78,6 +78,12 @@ pub fn render_text(report: &SyncReport, zone: Tz, applied: bool) -> String {
             let _ = writeln!(out, "  {error}");
         }
     }
+    if !report.unauthorised.is_empty() {
+        let _ = writeln!(out, "\nUnauthorised commits (their suppliers stay as last applied):");
+        for problem in &report.unauthorised {
+            let _ = writeln!(out, "  {problem}");
+        }
+    }
     if !report.plan.findings.is_empty() {
         let _ = writeln!(out, "\nFindings:");
         for finding in &report.plan.findings {

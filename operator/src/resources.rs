@@ -249,13 +249,19 @@ pub fn crd_files() -> Vec<(&'static str, String)> {
     let render = |crd| serde_saphyr::to_string(&crd).expect("a CRD always serialises");
     vec![
         ("suppliers.adgang.example.org.yaml", render(Supplier::crd())),
-        ("supplierusers.adgang.example.org.yaml", render(SupplierUser::crd())),
+        (
+            "supplierusers.adgang.example.org.yaml",
+            render(SupplierUser::crd()),
+        ),
     ]
 }
 
 /// Renders the CRDs of both resources as one YAML stream, as `adgang crd` prints it.
 pub fn crds_yaml() -> String {
-    crd_files().into_iter().map(|(_, yaml)| format!("---\n{yaml}")).collect()
+    crd_files()
+        .into_iter()
+        .map(|(_, yaml)| format!("---\n{yaml}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -283,7 +289,9 @@ mod tests {
     fn schema_rejects_unknown_fields() {
         let text = "supplier: s\ngivenName: A\nsurname: B\nvalidFrom: 2027-01-01\n\
                     validUntil: 2027-02-01\nemployment: {start: 2027-01-01}\ncpr: x\n";
-        let error = serde_saphyr::from_str::<SupplierUserSpec>(text).unwrap_err().to_string();
+        let error = serde_saphyr::from_str::<SupplierUserSpec>(text)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("cpr"), "{error}");
     }
 
@@ -292,7 +300,10 @@ mod tests {
         let text = "supplier: s\ngivenName: A\nsurname: B\nvalidFrom: 2027-01-01\n\
                     validUntil: 2027-06-30\nemployment: {start: 2027-01-01, end: 2027-03-31}\n";
         let mut spec: SupplierUserSpec = serde_saphyr::from_str(text).unwrap();
-        assert_eq!(spec.last_day(), NaiveDate::from_ymd_opt(2027, 3, 31).unwrap());
+        assert_eq!(
+            spec.last_day(),
+            NaiveDate::from_ymd_opt(2027, 3, 31).unwrap()
+        );
         spec.employment.end = Some(NaiveDate::from_ymd_opt(2027, 12, 31).unwrap());
         assert_eq!(spec.last_day(), spec.valid_until);
         spec.employment.end = None;

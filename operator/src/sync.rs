@@ -12,6 +12,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::authorization::{self, AuthorizationError, CommitProblem};
 use crate::config::Config;
 use crate::credentials::{Credentials, CredentialsSink, generate_password};
 use crate::desired::{self, DesiredState};
@@ -39,6 +40,18 @@ pub enum SyncError {
     /// The directory could not be read.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    /// The commit history could not be checked.
+    #[error(transparent)]
+    Authorization(#[from] AuthorizationError),
+    /// A commit that changed the policy or files outside any supplier's folder is not
+    /// authorised, so no supplier's state can be trusted.
+    #[error(
+        "nothing was applied, because commits that only a reviewer may make are not signed by \
+         one:\n{}\nremove these commits from the branch (a reviewer rewrites it), then run \
+         adgang sync --accept-rewritten-history <new head>",
+        .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    Unauthorised { problems: Vec<CommitProblem> },
 }
 
 /// The commit a run read.
@@ -66,6 +79,8 @@ pub struct SyncReport {
     pub last_applied: Option<String>,
     pub plan: Plan,
     pub file_errors: Vec<desired::FileError>,
+    /// Commits whose signatures do not allow their changes; their suppliers stay as last applied.
+    pub unauthorised: Vec<CommitProblem>,
     /// Actions that succeeded, when the run applied the plan.
     pub applied: usize,
     pub failures: Vec<Failure>,
@@ -79,6 +94,7 @@ impl SyncReport {
     pub fn has_problems(&self) -> bool {
         !self.failures.is_empty()
             || !self.file_errors.is_empty()
+            || !self.unauthorised.is_empty()
             || self.plan.findings.iter().any(|f| {
                 use plan::Finding::*;
                 matches!(
@@ -101,6 +117,7 @@ pub struct Prepared {
     pub commit: CommitSummary,
     pub last_applied: Option<git2::Oid>,
     pub desired: DesiredState,
+    pub unauthorised: Vec<CommitProblem>,
     pub plan: Plan,
 }
 
@@ -136,13 +153,32 @@ pub async fn prepare<D: Directory>(
         id: head.to_string(),
         summary: info.summary.clone(),
     };
-    let desired = desired_at(source, head)?;
+    let mut desired = desired_at(source, head)?;
+    let last_state = match last_applied {
+        Some(commit) if commit != head => Some(desired_at(source, commit)?),
+        _ => None,
+    };
+
+    // Suppliers changed by commits their signers may not make stay as last applied.
+    let mut unauthorised = Vec::new();
+    if config.require_signatures {
+        let verdict = authorization::check_range(source.repository(), last_applied, head)?;
+        if verdict.blocked_all {
+            return Err(SyncError::Unauthorised { problems: verdict.problems });
+        }
+        for supplier in &verdict.blocked_suppliers {
+            let kept = last_state.as_ref().and_then(|s| s.suppliers.get(supplier)).cloned();
+            warn!(supplier, "keeping the supplier as last applied: unauthorised commits");
+            desired.suppliers.insert(supplier.clone(), kept.unwrap_or_default());
+        }
+        unauthorised = verdict.problems;
+    }
 
     // The specs as last applied tell drift (a hand edit in AD) from an edited file.
-    let previous = match last_applied {
-        Some(commit) if commit != head => Some(specs_by_key(&desired_at(source, commit)?)),
-        Some(_) => Some(specs_by_key(&desired)),
-        None => None,
+    let previous = match (&last_state, last_applied) {
+        (Some(state), _) => Some(specs_by_key(state)),
+        (None, Some(_)) => Some(specs_by_key(&desired)),
+        (None, None) => None,
     };
 
     let groups = desired.managed_groups();
@@ -168,6 +204,7 @@ pub async fn prepare<D: Directory>(
         commit,
         last_applied,
         desired,
+        unauthorised,
         plan,
     })
 }
@@ -192,12 +229,14 @@ pub async fn apply<D: Directory>(
         commit,
         last_applied,
         desired,
+        unauthorised,
         plan,
     } = prepared;
     let (applied, failures) =
         apply_plan(directory, sink, &plan, config.directory.connections).await;
 
-    let recorded = failures.is_empty();
+    // Unauthorised commits stay in the checked range until they are removed from the branch.
+    let recorded = failures.is_empty() && unauthorised.is_empty();
     if recorded {
         state.record_applied(&config.repository, head)?;
     } else {
@@ -209,6 +248,7 @@ pub async fn apply<D: Directory>(
         last_applied: last_applied.map(|c| c.to_string()),
         plan,
         file_errors: desired.errors,
+        unauthorised,
         applied,
         failures,
         recorded,

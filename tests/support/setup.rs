@@ -255,6 +255,9 @@ repository:
 stateDir: state
 credentials:
   directory: credentials
+# These tests exercise the reconcile; tests/authorization.rs covers signed commits.
+signatures:
+  required: false
 {extra}",
         url = dc.url,
         ca = dc.ca_file.display(),
