@@ -569,3 +569,41 @@ fn plan_json_lists_actions() {
         ["create", "setInitialPassword", "addToGroup", "enable"]
     );
 }
+
+#[test]
+fn late_merge_applied_and_recorded() {
+    let setup = setup_with(&[("anne-hansen", "Anne", "Hansen", -10, 100, "")]);
+    setup.sync_ok();
+
+    // Starts tomorrow: always less than two working days' notice.
+    let declaration = format!(
+        "  confidentialityDeclaration:\n    received: {}\n    reference: T-1\n",
+        day(-1)
+    );
+    write_user(
+        &setup,
+        "jens-poulsen",
+        "Jens",
+        "Poulsen",
+        1,
+        60,
+        &declaration,
+    );
+    setup.repo.commit("Add Jens late");
+
+    let run = setup.sync_ok();
+    assert!(
+        run.stdout.contains("merged after the notice deadline"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("omsorg-nord/jens-poulsen"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        setup.account("jens.poulsen").is_some(),
+        "a merged change is applied"
+    );
+}

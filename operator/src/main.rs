@@ -258,6 +258,7 @@ async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Res
             plan: prepared.plan,
             file_errors: prepared.desired.errors,
             unauthorised: prepared.unauthorised,
+            late_merges: prepared.late_merges,
             applied: 0,
             failures: Vec::new(),
             recorded: false,

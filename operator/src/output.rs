@@ -78,8 +78,17 @@ pub fn render_text(report: &SyncReport, zone: Tz, applied: bool) -> String {
             let _ = writeln!(out, "  {error}");
         }
     }
+    if !report.late_merges.is_empty() {
+        let _ = writeln!(out, "\nApplied although merged after the notice deadline:");
+        for line in &report.late_merges {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     if !report.unauthorised.is_empty() {
-        let _ = writeln!(out, "\nUnauthorised commits (their suppliers stay as last applied):");
+        let _ = writeln!(
+            out,
+            "\nUnauthorised commits (their suppliers stay as last applied):"
+        );
         for problem in &report.unauthorised {
             let _ = writeln!(out, "  {problem}");
         }

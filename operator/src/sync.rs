@@ -7,17 +7,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::authorization::{self, AuthorizationError, CommitProblem};
+use crate::calendar::{Calendar, ClosingDays};
 use crate::config::Config;
 use crate::credentials::{Credentials, CredentialsSink, generate_password};
 use crate::desired::{self, DesiredState};
 use crate::directory::{Directory, DirectoryError};
 use crate::model::{Action, UserKey};
+use crate::notice;
 use crate::plan::{self, AccountPlan, Plan};
 use crate::resources::SupplierUserSpec;
 use crate::source::{GitSource, SourceError, StateStore};
@@ -81,6 +83,9 @@ pub struct SyncReport {
     pub file_errors: Vec<desired::FileError>,
     /// Commits whose signatures do not allow their changes; their suppliers stay as last applied.
     pub unauthorised: Vec<CommitProblem>,
+    /// Changes applied although they reached the branch after their notice deadline. A
+    /// reviewer's merge accepts them, so they are applied and only recorded here.
+    pub late_merges: Vec<String>,
     /// Actions that succeeded, when the run applied the plan.
     pub applied: usize,
     pub failures: Vec<Failure>,
@@ -118,6 +123,7 @@ pub struct Prepared {
     pub last_applied: Option<git2::Oid>,
     pub desired: DesiredState,
     pub unauthorised: Vec<CommitProblem>,
+    pub late_merges: Vec<String>,
     pub plan: Plan,
 }
 
@@ -161,18 +167,38 @@ pub async fn prepare<D: Directory>(
 
     // Suppliers changed by commits their signers may not make stay as last applied.
     let mut unauthorised = Vec::new();
+    let mut closing_days = ClosingDays::default();
     if config.require_signatures {
         let verdict = authorization::check_range(source.repository(), last_applied, head)?;
         if verdict.blocked_all {
-            return Err(SyncError::Unauthorised { problems: verdict.problems });
+            return Err(SyncError::Unauthorised {
+                problems: verdict.problems,
+            });
         }
         for supplier in &verdict.blocked_suppliers {
-            let kept = last_state.as_ref().and_then(|s| s.suppliers.get(supplier)).cloned();
-            warn!(supplier, "keeping the supplier as last applied: unauthorised commits");
-            desired.suppliers.insert(supplier.clone(), kept.unwrap_or_default());
+            let kept = last_state
+                .as_ref()
+                .and_then(|s| s.suppliers.get(supplier))
+                .cloned();
+            warn!(
+                supplier,
+                "keeping the supplier as last applied: unauthorised commits"
+            );
+            desired
+                .suppliers
+                .insert(supplier.clone(), kept.unwrap_or_default());
         }
         unauthorised = verdict.problems;
+        closing_days = verdict.head_policy.unwrap_or_default().closing_days;
     }
+    let merged_on = info
+        .committed_at
+        .with_timezone(&config.time_zone)
+        .date_naive();
+    let late_merges = match &last_state {
+        Some(last) => late_changes(last, &desired, &Calendar::new(closing_days), merged_on),
+        None => Vec::new(),
+    };
 
     // The specs as last applied tell drift (a hand edit in AD) from an edited file.
     let previous = match (&last_state, last_applied) {
@@ -205,8 +231,44 @@ pub async fn prepare<D: Directory>(
         last_applied,
         desired,
         unauthorised,
+        late_merges,
         plan,
     })
+}
+
+/// Describes each change between two states that missed its notice deadline, judged on the
+/// day the head was committed.
+fn late_changes(
+    last: &DesiredState,
+    desired: &DesiredState,
+    calendar: &Calendar,
+    merged_on: NaiveDate,
+) -> Vec<String> {
+    let mut late = Vec::new();
+    for (name, supplier) in &desired.suppliers {
+        let Some(spec) = &supplier.spec else { continue };
+        let before = last.suppliers.get(name);
+        for user in supplier.users.values() {
+            let old = before
+                .and_then(|s| s.users.get(&user.key.name))
+                .map(|u| &u.spec);
+            if old == Some(&user.spec) {
+                continue;
+            }
+            let Some(change) = notice::classify(old, Some(&user.spec)) else {
+                continue;
+            };
+            for violation in notice::check(change, spec, calendar, merged_on) {
+                if violation.kind == notice::ViolationKind::LateSubmission {
+                    late.push(format!(
+                        "{}: merged {merged_on}: {}",
+                        user.key, violation.message
+                    ));
+                }
+            }
+        }
+    }
+    late
 }
 
 fn specs_by_key(state: &DesiredState) -> BTreeMap<UserKey, SupplierUserSpec> {
@@ -230,6 +292,7 @@ pub async fn apply<D: Directory>(
         last_applied,
         desired,
         unauthorised,
+        late_merges,
         plan,
     } = prepared;
     let (applied, failures) =
@@ -249,6 +312,7 @@ pub async fn apply<D: Directory>(
         plan,
         file_errors: desired.errors,
         unauthorised,
+        late_merges,
         applied,
         failures,
         recorded,
