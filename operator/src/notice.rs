@@ -246,9 +246,10 @@ impl Notice {
                  {NOTICE_WORKING_DAYS} working days before the new validFrom"
             ),
             Notice::Extension => format!(
-                "keep validUntil at {d}: an extension must be submitted at least \
-                 {NOTICE_WORKING_DAYS} working days before the current validUntil. Access \
-                 after {d} must start on {earliest} or later"
+                "keep validUntil at {d}, because an extension must be submitted at least \
+                 {NOTICE_WORKING_DAYS} working days before the current validUntil. After the \
+                 account is deleted, submit the person as a new user with validFrom {earliest} \
+                 or later"
             ),
         }
     }
@@ -283,11 +284,19 @@ fn check_notice(
 
     Some(Violation {
         field: notice.field(),
-        message: format!(
-            "submitted {today}, after the deadline {missed} for {}; the earliest validFrom that \
-             is in time now is {earliest}",
-            notice.describe(d)
-        ),
+        message: match notice {
+            Notice::Extension => format!(
+                "submitted {today}, after the deadline {missed} for {}, so access ends on {d} \
+                 and the account is then deleted; a new access period could start on \
+                 {earliest} at the earliest",
+                notice.describe(d)
+            ),
+            _ => format!(
+                "submitted {today}, after the deadline {missed} for {}; the earliest validFrom \
+                 that is in time now is {earliest}",
+                notice.describe(d)
+            ),
+        },
         hint: notice.hint(d, earliest),
         kind: ViolationKind::LateSubmission,
     })
@@ -742,7 +751,8 @@ mod tests {
         assert_eq!(
             violations[0].message,
             "submitted 2027-01-07, after the deadline 2027-01-06 for extending validUntil \
-             2027-01-08; the earliest validFrom that is in time now is 2027-01-09"
+             2027-01-08, so access ends on 2027-01-08 and the account is then deleted; a new \
+             access period could start on 2027-01-09 at the earliest"
         );
     }
 
