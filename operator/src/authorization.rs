@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::ClosingDays;
 use crate::desired::SUPPLIERS_DIR;
 use crate::resources::{API_VERSION, SupplierSpec};
-use crate::signatures::{KeyError, KeyRing, ValidityWindow};
+use crate::signatures::{KeyError, KeyRing, ValidityWindow, parse_signing_keys};
 
 /// Path of the repository policy file.
 pub const POLICY_FILE: &str = "policy.yaml";
@@ -289,6 +289,9 @@ struct Ring {
     roles: BTreeMap<String, Role>,
     /// Contact persons per supplier, for messages.
     contacts: BTreeMap<String, Vec<String>>,
+    /// Notes per supplier on contact persons who cannot sign because a key of theirs does
+    /// not parse.
+    key_errors: BTreeMap<String, Vec<String>>,
     reviewers: Vec<String>,
     forges: Vec<String>,
 }
@@ -400,7 +403,11 @@ impl Checker<'_> {
                 list(&ring.reviewers)
             );
             let path = needs.first_path.get(supplier).cloned();
-            let message = format!("the signer may not change the users of {supplier}");
+            let mut message = format!("the signer may not change the users of {supplier}");
+            for error in ring.key_errors.get(supplier).into_iter().flatten() {
+                message.push_str(". ");
+                message.push_str(error);
+            }
             verdict
                 .problems
                 .push(problem(path, &signer_name, allowed, message));
@@ -496,6 +503,7 @@ impl Checker<'_> {
             keys: KeyRing::new(),
             roles: BTreeMap::new(),
             contacts: BTreeMap::new(),
+            key_errors: BTreeMap::new(),
             reviewers: Vec::new(),
             forges: Vec::new(),
         };
@@ -525,13 +533,26 @@ impl Checker<'_> {
             let mut names = Vec::new();
             for person in &spec.contact_persons {
                 let owner = format!("contact:{supplier}:{}", person.username);
-                // A malformed contact key makes that person unable to sign, not the whole check.
-                if ring
-                    .keys
-                    .add_keys(&owner, &person.signing_keys, None)
-                    .is_ok()
-                {
-                    ring.roles.insert(owner, Role::Contact(supplier.clone()));
+                // A malformed contact key makes that person unable to sign, not the whole check,
+                // and the supplier's signature problems include the reason.
+                match parse_signing_keys(&person.username, &person.signing_keys) {
+                    Ok(keys) => {
+                        for key in keys {
+                            ring.keys.push(owner.clone(), key, None);
+                        }
+                        ring.roles.insert(owner, Role::Contact(supplier.clone()));
+                    }
+                    Err(error) => {
+                        let path = format!("{SUPPLIERS_DIR}/{supplier}/supplier.yaml");
+                        let note = format!(
+                            "{} cannot sign until a reviewer corrects {path}: {error}",
+                            person.username
+                        );
+                        ring.key_errors
+                            .entry(supplier.clone())
+                            .or_default()
+                            .push(note);
+                    }
                 }
                 names.push(format!("{} ({})", person.name, person.username));
             }
