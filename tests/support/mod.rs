@@ -7,3 +7,4 @@ pub mod dc;
 
 pub use dc::{Entry, TestDc};
 pub mod setup;
+pub mod signing;

@@ -156,27 +156,41 @@ pub struct Setup {
     pub repo: TestRepo,
     pub work: tempfile::TempDir,
     pub config: PathBuf,
+    /// Whether sync requires signed commits (`signatures: required`).
+    pub signatures_required: bool,
 }
 
 impl Setup {
+    /// Starts a setup whose sync does not check commit signatures.
     pub fn new() -> Self {
+        Self::start(false)
+    }
+
+    /// Starts a setup whose sync checks commit signatures, as the default configuration does.
+    pub fn new_signed() -> Self {
+        Self::start(true)
+    }
+
+    fn start(signatures_required: bool) -> Self {
         let dc = TestDc::start();
         let work = tempfile::tempdir().unwrap();
         let repo = TestRepo::init(&work.path().join("repo"));
         let config = work.path().join("config.yaml");
-        std::fs::write(&config, config_yaml(&dc, "")).unwrap();
+        std::fs::write(&config, config_yaml(&dc, signatures_required, "")).unwrap();
         std::fs::write(work.path().join("bind-password"), &dc.bind_password).unwrap();
         Self {
             dc,
             repo,
             work,
             config,
+            signatures_required,
         }
     }
 
     /// Rewrites the configuration with extra top-level settings appended.
     pub fn configure(&self, extra: &str) {
-        std::fs::write(&self.config, config_yaml(&self.dc, extra)).unwrap();
+        let yaml = config_yaml(&self.dc, self.signatures_required, extra);
+        std::fs::write(&self.config, yaml).unwrap();
     }
 
     /// Runs the adgang binary with the configuration and returns its result.
@@ -237,7 +251,7 @@ impl Setup {
     }
 }
 
-fn config_yaml(dc: &TestDc, extra: &str) -> String {
+fn config_yaml(dc: &TestDc, signatures_required: bool, extra: &str) -> String {
     format!(
         "directory:
   url: {url}
@@ -255,9 +269,9 @@ repository:
 stateDir: state
 credentials:
   directory: credentials
-# These tests exercise the reconcile; tests/authorization.rs covers signed commits.
+# Only Setup::new_signed checks signatures; tests/authorization.rs covers signed commits.
 signatures:
-  required: false
+  required: {signatures_required}
 {extra}",
         url = dc.url,
         ca = dc.ca_file.display(),
