@@ -140,7 +140,9 @@ pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> D
         match classify(path) {
             Ok(FileKind::Supplier { supplier }) => {
                 let entry = state.suppliers.entry(supplier.to_owned()).or_default();
-                match parse_supplier(path, supplier, content) {
+                let parsed = parse_supplier(path, supplier, content)
+                    .and_then(|spec| check_signing_keys(path, &spec).map(|()| spec));
+                match parsed {
                     Ok(spec) => entry.spec = Some(spec),
                     Err(error) => state.errors.push(error),
                 }
@@ -400,6 +402,24 @@ pub fn parse_supplier_text(
     text: &str,
 ) -> Result<SupplierSpec, FileError> {
     parse_supplier(path, supplier, text.as_bytes())
+}
+
+/// Checks that every contact person's signing keys parse, so a malformed key is caught in
+/// review instead of when that person first signs.
+fn check_signing_keys(path: &str, spec: &SupplierSpec) -> Result<(), FileError> {
+    for (index, person) in spec.contact_persons.iter().enumerate() {
+        let keys = crate::signatures::parse_signing_keys(&person.username, &person.signing_keys);
+        if let Err(error) = keys {
+            return Err(FileError::new(
+                path,
+                Some(&format!("spec.contactPersons[{index}].signingKeys")),
+                error.to_string(),
+                "paste the person's public key as one OpenSSH line (ssh-ed25519 AAAA…) or one \
+                 ASCII-armoured OpenPGP public key block",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_cvr(value: &str) -> bool {
@@ -865,6 +885,13 @@ spec:
             (
                 SUPPLIER.replace("[Nexus-Brugere]", "[Nexus-Brugere, nexus-brugere]"),
                 "spec.groups",
+            ),
+            (
+                format!(
+                    "{SUPPLIER}  contactPersons:\n    - name: Birthe Lund\n      \
+                     username: birthe.lund\n      signingKeys: [\"ssh-ed25519 not-base64\"]\n"
+                ),
+                "spec.contactPersons[0].signingKeys",
             ),
         ];
         for (content, field) in cases {
