@@ -16,9 +16,9 @@ use crate::directory::{DirectorySettings, Secret};
 use crate::plan::{DeletionGuard, Settings as PlanSettings};
 use crate::source::RepositorySettings;
 
-/// Environment variable that holds the bind password itself.
+/// Environment variable that contains the bind password itself.
 pub const BIND_PASSWORD_ENV: &str = "ADGANG_BIND_PASSWORD";
-/// Environment variable that names a file holding the bind password.
+/// Environment variable that names a file containing the bind password.
 pub const BIND_PASSWORD_FILE_ENV: &str = "ADGANG_BIND_PASSWORD_FILE";
 
 /// A configuration that cannot be used, naming the file, the setting and what to do.

@@ -16,7 +16,7 @@ use crate::model::UserKey;
 use crate::resources::{API_VERSION, SupplierSpec, SupplierUserSpec};
 use crate::username;
 
-/// Folder of the repository that holds the suppliers.
+/// Folder of the repository that contains the suppliers.
 pub const SUPPLIERS_DIR: &str = "suppliers";
 
 /// A problem with one file, with enough detail for its author to fix it.
