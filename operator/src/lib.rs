@@ -19,6 +19,7 @@ pub mod notice;
 pub mod output;
 pub mod plan;
 pub mod resources;
+pub mod server;
 pub mod signatures;
 pub mod source;
 pub mod sync;

@@ -3,9 +3,11 @@
 //! Exit codes: 0 when everything was applied (or, for `plan`, planned), 1 when something could
 //! not be applied or read (the output lists what), 2 for usage and configuration errors.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -16,6 +18,7 @@ use adgang::config::{Config, ConfigError};
 use adgang::credentials::FileSink;
 use adgang::directory::LdapDirectory;
 use adgang::output;
+use adgang::server::{self, Metrics, Readiness, Server, ServerConfig, SyncTrigger, WebhookSecret};
 use adgang::source::{GitSource, StateStore};
 use adgang::sync::{self, SyncOptions, SyncReport};
 use adgang::validate;
@@ -112,6 +115,16 @@ enum Command {
         /// Repeats the sync every this many seconds instead of once.
         #[arg(long, value_name = "SECONDS")]
         interval: Option<u64>,
+        /// Address of the HTTP server for /metrics, /healthz, /readyz and push webhooks, with
+        /// --interval. The webhook secret comes from ADGANG_WEBHOOK_SECRET or the file named
+        /// by ADGANG_WEBHOOK_SECRET_FILE; without one, the webhooks are disabled.
+        #[arg(
+            long,
+            value_name = "ADDRESS",
+            default_value = server::DEFAULT_LISTEN,
+            requires = "interval"
+        )]
+        listen: SocketAddr,
     },
     /// Checks a pull request: schema, notice rules and commit signatures, without AD.
     Validate(ValidateArgs),
@@ -168,28 +181,38 @@ async fn run(command: Command) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Plan(common) => run_once(&common, false).await,
+        Command::Plan(common) => run_once(&common, false, None).await,
         Command::Validate(args) => run_validate(&args),
         Command::Sync {
             common,
             interval: None,
-        } => run_once(&common, true).await,
+            ..
+        } => run_once(&common, true, None).await,
         Command::Sync {
             common,
             interval: Some(seconds),
+            listen,
         } => {
             if seconds == 0 {
                 eprintln!("error: --interval must be at least 1 second");
                 return ExitCode::from(2);
             }
+            let (metrics, trigger) = match start_server(listen, &common).await {
+                Ok(started) => started,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             loop {
-                let code = run_once(&common, true).await;
+                let code = run_once(&common, true, Some(&metrics)).await;
                 if code == ExitCode::from(2) {
                     return code;
                 }
                 info!(seconds, "waiting for the next sync");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+                    () = trigger.fired() => info!("syncing now: a push webhook arrived"),
                     _ = tokio::signal::ctrl_c() => {
                         info!("stopping on interrupt");
                         return ExitCode::SUCCESS;
@@ -200,7 +223,8 @@ async fn run(command: Command) -> ExitCode {
     }
 }
 
-async fn run_once(common: &Common, apply: bool) -> ExitCode {
+/// Runs one plan or sync and prints its report. With `metrics`, also records the run there.
+async fn run_once(common: &Common, apply: bool, metrics: Option<&Metrics>) -> ExitCode {
     let config = match Config::load(&common.config) {
         Ok(config) => config,
         Err(e) => {
@@ -214,7 +238,15 @@ async fn run_once(common: &Common, apply: bool) -> ExitCode {
         }
     };
 
-    match reconcile(&config, common, apply).await {
+    let started = Instant::now();
+    let result = reconcile(&config, common, apply).await;
+    match (metrics, &result) {
+        (Some(metrics), Ok(report)) => metrics.record_sync(report, started.elapsed()),
+        (Some(metrics), Err(_)) => metrics.record_failed_sync(started.elapsed()),
+        (None, _) => {}
+    }
+
+    match result {
         Ok(report) => {
             match common.output {
                 Output::Table => {
@@ -237,6 +269,40 @@ async fn run_once(common: &Common, apply: bool) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Starts the HTTP server of `sync --interval` in the background and returns the metrics it
+/// serves and the trigger that push webhooks fire.
+async fn start_server(
+    listen: SocketAddr,
+    common: &Common,
+) -> anyhow::Result<(Metrics, SyncTrigger)> {
+    let mut config = ServerConfig::new(listen);
+    config.webhook_secret = WebhookSecret::from_env()?;
+
+    // The check connects on its first run with the settings of that moment, then reuses the
+    // connection pool, which reopens connections that the server closed.
+    let readiness = Readiness::new();
+    let config_path = common.config.clone();
+    let directory = Arc::new(tokio::sync::OnceCell::<LdapDirectory>::new());
+    readiness.register("directory", move || {
+        let config_path = config_path.clone();
+        let directory = directory.clone();
+        async move {
+            let connect = || async {
+                let config = Config::load(&config_path)?;
+                Ok::<_, server::CheckError>(LdapDirectory::connect(config.directory).await?)
+            };
+            directory.get_or_try_init(connect).await?.check().await?;
+            Ok(())
+        }
+    });
+
+    let metrics = Metrics::new();
+    let trigger = SyncTrigger::new();
+    let server = Server::bind(config, metrics.clone(), readiness, trigger.clone()).await?;
+    tokio::spawn(server.serve(std::future::pending()));
+    Ok((metrics, trigger))
 }
 
 async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Result<SyncReport> {
