@@ -842,3 +842,31 @@ fn sync_applies_nothing_after_policy_change() {
     assert!(setup.account("mette.kjaer").is_none(), "{}", run.all());
     assert!(setup.account("anne.hansen").is_some(), "{}", run.all());
 }
+
+#[test]
+fn username_of_unchanged_file_is_taken() {
+    let mut fixture = Fixture::with_base();
+    let birthe = fixture.birthe.git_settings();
+    let first = format!(
+        "{}  username: mkjaer\n",
+        new_user(OMSORG, "mette-kjaer", "Mette", "Kjær", "2027-03-12")
+    );
+    let first_path = user_path(OMSORG, "mette-kjaer");
+    fixture.base = fixture.commit_file(&birthe, &first_path, &first, "Add Mette Kjær");
+
+    let second = format!(
+        "{}  username: MKjaer\n",
+        new_user(OMSORG, "mads-kjaer", "Mads", "Kjær", "2027-03-12")
+    );
+    let second_path = user_path(OMSORG, "mads-kjaer");
+    let head = fixture.commit_file(&birthe, &second_path, &second, "Add Mads Kjær");
+
+    let (run, report) = fixture.validate_json(&head);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{}", run.all());
+    assert_eq!(problems[0]["path"], second_path.as_str(), "{}", run.all());
+    assert_eq!(problems[0]["field"], "spec.username", "{}", run.all());
+    let message = problems[0]["message"].as_str().unwrap();
+    assert!(message.contains(&first_path), "{message}");
+}
