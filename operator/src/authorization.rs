@@ -277,8 +277,9 @@ fn requirements(paths: &BTreeSet<String>) -> Requirements {
 
 struct Checker<'r> {
     repo: &'r Repository,
-    /// Key rings by the tree they were read from, so a long history parses each state once.
-    rings: HashMap<Oid, Ring>,
+    /// Key rings by the blobs they were read from (the policy and every `supplier.yaml`), so
+    /// a long history parses each set of keys once, however many user files change.
+    rings: HashMap<Vec<(String, Oid)>, Ring>,
 }
 
 /// The keys valid in one state of the repository, with their roles.
@@ -486,7 +487,8 @@ impl Checker<'_> {
 
     /// Returns the key ring of a state, reading the policy and every `supplier.yaml` once.
     fn ring(&mut self, tree: &Tree<'_>, commit: Oid) -> Result<Ring, AuthorizationError> {
-        if let Some(ring) = self.rings.get(&tree.id()) {
+        let key = key_files(self.repo, tree);
+        if let Some(ring) = self.rings.get(&key) {
             return Ok(ring.clone());
         }
         let policy = read_policy(self.repo, tree, commit)?.ok_or_else(|| {
@@ -559,9 +561,31 @@ impl Checker<'_> {
             ring.contacts.insert(supplier, names);
         }
 
-        self.rings.insert(tree.id(), ring.clone());
+        self.rings.insert(key, ring.clone());
         Ok(ring)
     }
+}
+
+/// Returns the files a key ring is read from, by name and blob id: the policy, then each
+/// `suppliers/<s>/supplier.yaml` in order. An absent file has the zero id.
+fn key_files(repo: &Repository, tree: &Tree<'_>) -> Vec<(String, Oid)> {
+    let policy = tree
+        .get_path(std::path::Path::new(POLICY_FILE))
+        .map(|e| e.id());
+    let mut files = vec![(POLICY_FILE.to_owned(), policy.unwrap_or(Oid::ZERO_SHA1))];
+    let folder = tree
+        .get_path(std::path::Path::new(SUPPLIERS_DIR))
+        .ok()
+        .and_then(|entry| repo.find_tree(entry.id()).ok());
+    for supplier in folder.iter().flat_map(|folder| folder.iter()) {
+        let id = repo
+            .find_tree(supplier.id())
+            .ok()
+            .and_then(|t| t.get_name("supplier.yaml").map(|e| e.id()));
+        let name = supplier.name().unwrap_or_default().to_owned();
+        files.push((name, id.unwrap_or(Oid::ZERO_SHA1)));
+    }
+    files
 }
 
 fn role_tag(role: &Role) -> &'static str {
