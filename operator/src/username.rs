@@ -91,11 +91,7 @@ pub fn derive(given_name: &str, surname: &str, taken: &BTreeSet<String>) -> Stri
     }
 
     (2u32..)
-        .map(|n| {
-            let suffix = n.to_string();
-            let stem = truncate(&base, MAX_LENGTH - suffix.len());
-            format!("{}{suffix}", stem.trim_end_matches(['.', '-']))
-        })
+        .map(|n| numbered(&base, n))
         .find(|candidate| !taken.contains(candidate))
         .expect("an unbounded sequence of numbers always yields a free name")
 }
@@ -105,12 +101,15 @@ pub fn derive(given_name: &str, surname: &str, taken: &BTreeSet<String>) -> Stri
 pub fn candidates(given_name: &str, surname: &str, count: u32) -> Vec<String> {
     let base = base(given_name, surname);
     let mut names = vec![base.clone()];
-    for n in 2..count + 2 {
-        let suffix = n.to_string();
-        let stem = truncate(&base, MAX_LENGTH - suffix.len());
-        names.push(format!("{}{suffix}", stem.trim_end_matches(['.', '-'])));
-    }
+    names.extend((2..count + 2).map(|n| numbered(&base, n)));
     names
+}
+
+/// Appends `n` to a base name, cutting the base so that the whole fits in 20 characters.
+fn numbered(base: &str, n: u32) -> String {
+    let suffix = n.to_string();
+    let stem = truncate(base, MAX_LENGTH - suffix.len());
+    format!("{}{suffix}", stem.trim_end_matches(['.', '-']))
 }
 
 fn transliterate(word: &str) -> String {
