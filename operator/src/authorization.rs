@@ -40,7 +40,7 @@ pub enum AuthorizationError {
          reviewers and their signing keys)"
     )]
     MissingPolicy { commit: String },
-    /// The policy file does not parse or holds a bad key.
+    /// The policy file does not parse or contains an invalid key.
     #[error("invalid {POLICY_FILE} at commit {commit}: {message}")]
     InvalidPolicy { commit: String, message: String },
     /// The history lacks commits that must be checked, as in a shallow clone.
@@ -241,7 +241,7 @@ fn read_blob(repo: &Repository, tree: &Tree<'_>, path: &str) -> Option<String> {
     String::from_utf8(blob.content().to_vec()).ok()
 }
 
-/// What a set of changed paths requires of the signer.
+/// Signer requirements of a set of changed paths.
 #[derive(Default)]
 struct Requirements {
     /// Suppliers whose users changed: a contact of each, or a reviewer.

@@ -166,7 +166,7 @@ pub struct Config {
     pub path: PathBuf,
     pub directory: DirectorySettings,
     pub repository: RepositorySettings,
-    /// Where the last applied commit is recorded.
+    /// Folder in which the last applied commit is recorded.
     pub state_dir: PathBuf,
     pub time_zone: Tz,
     pub grace_days: u32,

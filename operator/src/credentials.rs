@@ -82,7 +82,7 @@ impl FileSink {
         }
     }
 
-    /// Returns the file that holds an account's credentials.
+    /// Returns the file that contains an account's credentials.
     pub fn path_for(&self, supplier: &str, username: &str) -> PathBuf {
         self.folder.join(supplier).join(format!("{username}.txt"))
     }

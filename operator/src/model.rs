@@ -92,7 +92,7 @@ pub struct Account {
     pub member_of: BTreeSet<String>,
 }
 
-/// What the directory holds that the plan needs.
+/// The part of the directory's content that the plan needs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DirectorySnapshot {
     /// Every user object under the managed base, created by Adgang or not.
@@ -105,7 +105,7 @@ pub struct DirectorySnapshot {
     pub organizational_units: BTreeSet<String>,
 }
 
-/// Why an account is deleted.
+/// Reason for deleting an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DeleteReason {

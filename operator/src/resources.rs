@@ -17,7 +17,7 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in files and objects.
 pub const API_VERSION: &str = "adgang.example.org/v1alpha1";
 
-/// Longest access period a supplier gets when its spec names none: one year.
+/// Maximum access period of a supplier whose spec sets none: one year.
 pub const DEFAULT_MAX_ACCESS_DAYS: u32 = 366;
 
 /// A private supplier whose staff get AD accounts. Written by the municipality only.
@@ -55,7 +55,7 @@ pub struct SupplierSpec {
     #[serde(default)]
     pub groups: Vec<String>,
 
-    /// Longest access period allowed for one user, in days.
+    /// Maximum access period of one user, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3660))]
     pub max_access_days: Option<u32>,

@@ -73,7 +73,7 @@ pub struct Failure {
     pub error: String,
 }
 
-/// What a run planned and did.
+/// Plan and outcome of one run.
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncReport {
     pub commit: CommitSummary,

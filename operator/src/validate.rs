@@ -17,7 +17,7 @@ use crate::calendar::Calendar;
 use crate::desired::{self, DesiredState, SUPPLIERS_DIR};
 use crate::notice::{self, Change};
 
-/// What to check.
+/// Revisions and date of one check.
 #[derive(Clone, Debug)]
 pub struct ValidateOptions {
     /// The repository (a work tree or a bare repository).
@@ -76,7 +76,7 @@ pub struct Problem {
     pub hint: String,
 }
 
-/// What the merge will do for one supplier.
+/// Effect of the merge on one supplier's accounts.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SupplierSummary {
     pub created: Vec<String>,

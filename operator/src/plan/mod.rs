@@ -372,7 +372,7 @@ struct Context<'a> {
     managed_group_dns: &'a BTreeSet<String>,
 }
 
-/// Where a user stands in time.
+/// Position of a user's access period relative to now.
 #[derive(Debug, PartialEq, Eq)]
 enum Period {
     /// Before `validFrom`: the account exists, disabled.
