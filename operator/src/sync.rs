@@ -129,23 +129,53 @@ pub struct Prepared {
 
 /// Reads the desired state at a commit.
 pub fn desired_at(source: &GitSource, commit: git2::Oid) -> Result<DesiredState, SourceError> {
+    Ok(read_at(source, commit)?.0)
+}
+
+/// Reads the desired state at a commit and the paths of the files under `suppliers/`.
+fn read_at(
+    source: &GitSource,
+    commit: git2::Oid,
+) -> Result<(DesiredState, BTreeSet<String>), SourceError> {
     let files = source.read_files(commit, &format!("{}/", desired::SUPPLIERS_DIR))?;
-    Ok(desired::from_files(
+    let desired = desired::from_files(
         files
             .iter()
             .map(|f| (f.path.as_str(), f.content.as_slice())),
-    ))
+    );
+    let paths = files.into_iter().map(|f| f.path).collect();
+    Ok((desired, paths))
 }
 
-/// Fetches, checks history, reads the desired state and AD, and computes the plan.
-pub async fn prepare<D: Directory>(
+/// The desired state at the fetched head, after the history and signature checks.
+pub struct Verified {
+    pub head: git2::Oid,
+    pub commit: CommitSummary,
+    /// Day the head was committed, in the configured time zone.
+    pub merged_on: NaiveDate,
+    pub last_applied: Option<git2::Oid>,
+    /// The desired state at the head, with each blocked supplier as last applied.
+    pub desired: DesiredState,
+    /// The desired state at the last applied commit, when that differs from the head.
+    pub last_state: Option<DesiredState>,
+    /// Paths of the files under `suppliers/` at the head, including files that failed to
+    /// parse.
+    pub paths: BTreeSet<String>,
+    /// Commits whose signatures do not allow their changes.
+    pub unauthorised: Vec<CommitProblem>,
+    /// Suppliers changed by such commits, which stay as last applied.
+    pub blocked_suppliers: BTreeSet<String>,
+    pub closing_days: ClosingDays,
+}
+
+/// Fetches the branch, refuses rewritten history unless the operator accepted the head,
+/// reads the desired state and checks who signed each new commit.
+pub fn verify(
     config: &Config,
     source: &GitSource,
     state: &StateStore,
-    directory: &D,
-    now: DateTime<Utc>,
     options: &SyncOptions,
-) -> Result<Prepared, SyncError> {
+) -> Result<Verified, SyncError> {
     let head = source.fetch()?;
     let last_applied = state.last_applied(&config.repository)?;
     let accepted = match &options.accept_rewritten_history {
@@ -159,7 +189,7 @@ pub async fn prepare<D: Directory>(
         id: head.to_string(),
         summary: info.summary.clone(),
     };
-    let mut desired = desired_at(source, head)?;
+    let (mut desired, paths) = read_at(source, head)?;
     let last_state = match last_applied {
         Some(commit) if commit != head => Some(desired_at(source, commit)?),
         _ => None,
@@ -167,6 +197,7 @@ pub async fn prepare<D: Directory>(
 
     // Suppliers changed by commits their signers may not make stay as last applied.
     let mut unauthorised = Vec::new();
+    let mut blocked_suppliers = BTreeSet::new();
     let mut closing_days = ClosingDays::default();
     if config.require_signatures {
         let verdict = authorization::check_range(source.repository(), last_applied, head)?;
@@ -189,12 +220,48 @@ pub async fn prepare<D: Directory>(
                 .insert(supplier.clone(), kept.unwrap_or_default());
         }
         unauthorised = verdict.problems;
+        blocked_suppliers = verdict.blocked_suppliers;
         closing_days = verdict.head_policy.unwrap_or_default().closing_days;
     }
     let merged_on = info
         .committed_at
         .with_timezone(&config.time_zone)
         .date_naive();
+
+    Ok(Verified {
+        head,
+        commit,
+        merged_on,
+        last_applied,
+        desired,
+        last_state,
+        paths,
+        unauthorised,
+        blocked_suppliers,
+        closing_days,
+    })
+}
+
+/// Fetches, checks history, reads the desired state and AD, and computes the plan.
+pub async fn prepare<D: Directory>(
+    config: &Config,
+    source: &GitSource,
+    state: &StateStore,
+    directory: &D,
+    now: DateTime<Utc>,
+    options: &SyncOptions,
+) -> Result<Prepared, SyncError> {
+    let Verified {
+        head,
+        commit,
+        merged_on,
+        last_applied,
+        desired,
+        last_state,
+        unauthorised,
+        closing_days,
+        ..
+    } = verify(config, source, state, options)?;
     let late_merges = match &last_state {
         Some(last) => late_changes(last, &desired, &Calendar::new(closing_days), merged_on),
         None => Vec::new(),

@@ -1,1 +1,7 @@
 //! Git source mode.
+
+mod decide;
+#[cfg(test)]
+mod fixtures;
+
+pub use decide::*;
