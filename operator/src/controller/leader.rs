@@ -42,7 +42,7 @@ pub enum LeaderError {
         action: &'static str,
         namespace: String,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Neither `POD_NAME` nor the host name gives this replica an identity.
     #[error(
@@ -356,7 +356,7 @@ impl LeaderElector {
             action,
             namespace: self.namespace.clone(),
             name: self.settings.lease_name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }

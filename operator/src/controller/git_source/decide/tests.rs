@@ -45,6 +45,7 @@ fn supplier(name: &str) -> ObjectRef {
     ObjectRef::new(ObjectKind::Supplier, name)
 }
 
+#[derive(Default)]
 struct Case {
     name: &'static str,
     files: Vec<(String, String)>,
@@ -54,21 +55,6 @@ struct Case {
     apply: Vec<ObjectRef>,
     prune: Vec<ObjectRef>,
     kept: Vec<(ObjectRef, KeepReason)>,
-}
-
-impl Default for Case {
-    fn default() -> Self {
-        Self {
-            name: "",
-            files: Vec::new(),
-            existing: Vec::new(),
-            blocked: Vec::new(),
-            overridden: Vec::new(),
-            apply: Vec::new(),
-            prune: Vec::new(),
-            kept: Vec::new(),
-        }
-    }
 }
 
 fn run(case: &Case) -> Decision {
