@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use adgang::expiry::account_expires;
+use adgang::model::{Account, DirectorySnapshot, UserKey};
 use adgang::resources::Phase;
 use adgang::server::{
     Metrics, Readiness, ReconcileResult, Server, ServerConfig, SyncTrigger, WebhookSecret,
-    github_signature,
+    count_users, github_signature,
 };
-use chrono::{TimeZone, Utc};
+use chrono::{NaiveDate, TimeZone, Utc};
+use chrono_tz::Europe::Copenhagen;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -449,6 +452,73 @@ async fn metrics_parse_with_values() {
         &[],
     );
     assert_eq!(last_success, 1_799_042_400.0);
+}
+
+/// An account that Adgang created for `supplier`, whose last day of access is `last_day`.
+fn linked_account(supplier: &str, name: &str, enabled: bool, last_day: NaiveDate) -> Account {
+    Account {
+        dn: format!("CN={name},OU={supplier},OU=Leverandoerer,DC=adgang,DC=test"),
+        username: name.to_owned(),
+        link: Some(UserKey::new(supplier, name)),
+        account_expires: Some(account_expires(last_day, Copenhagen)),
+        enabled,
+        ..Account::default()
+    }
+}
+
+#[tokio::test]
+async fn user_gauges_from_snapshot() {
+    let server = start().await;
+    // Noon in Copenhagen on Monday 4 January 2027.
+    let now = Utc.with_ymd_and_hms(2027, 1, 4, 11, 0, 0).unwrap();
+    let day = |d: u32| NaiveDate::from_ymd_opt(2027, 1, d).unwrap();
+    let snapshot = DirectorySnapshot {
+        accounts: vec![
+            linked_account("omsorg-nord", "anne-hansen", true, day(4)),
+            linked_account("omsorg-nord", "bo-berg", true, day(18)),
+            linked_account("omsorg-nord", "carl-dahl", true, day(19)),
+            linked_account("omsorg-nord", "dorte-eg", false, day(28)),
+            linked_account("omsorg-nord", "erik-falk", false, day(3)),
+            linked_account("pleje-syd", "freja-gran", true, day(30)),
+            Account {
+                username: "made.by.hand".to_owned(),
+                enabled: true,
+                ..Account::default()
+            },
+        ],
+        ..DirectorySnapshot::default()
+    };
+    // A supplier from an earlier run that has no accounts any more.
+    server.metrics.set_users("nedlagt-aps", Phase::Active, 3);
+
+    server
+        .metrics
+        .set_user_counts(&count_users(&snapshot, now, Copenhagen));
+    let (_, samples) = scrape(server.address).await;
+
+    let nord = |phase| [("supplier", "omsorg-nord"), ("phase", phase)];
+    assert_eq!(value(&samples, "adgang_users", &nord("Active")), 3.0);
+    assert_eq!(value(&samples, "adgang_users", &nord("Pending")), 1.0);
+    assert_eq!(value(&samples, "adgang_users", &nord("Expired")), 1.0);
+    let syd = [("supplier", "pleje-syd"), ("phase", "Active")];
+    assert_eq!(value(&samples, "adgang_users", &syd), 1.0);
+    // Last days 4 and 18 January are within 14 days of 4 January; 19 January is not.
+    let ending = [("supplier", "omsorg-nord")];
+    assert_eq!(
+        value(&samples, "adgang_users_access_ending_soon", &ending),
+        2.0
+    );
+    let ending_syd = [("supplier", "pleje-syd")];
+    assert_eq!(
+        value(&samples, "adgang_users_access_ending_soon", &ending_syd),
+        0.0
+    );
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s.labels.get("supplier").is_some_and(|v| v == "nedlagt-aps")),
+        "a supplier without accounts is removed"
+    );
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! Exit codes: 0 when everything was applied (or, for `plan`, planned), 1 when something could
 //! not be applied or read (the output lists what), 2 for usage and configuration errors.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,13 +13,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use adgang::config::{Config, ConfigError};
 use adgang::credentials::FileSink;
 use adgang::directory::LdapDirectory;
 use adgang::output;
-use adgang::server::{self, Metrics, Readiness, Server, ServerConfig, SyncTrigger, WebhookSecret};
+use adgang::server::{
+    self, Metrics, Readiness, Server, ServerConfig, SyncTrigger, UserCounts, WebhookSecret,
+};
 use adgang::source::{GitSource, StateStore};
 use adgang::sync::{self, SyncOptions, SyncReport};
 use adgang::validate;
@@ -239,15 +242,20 @@ async fn run_once(common: &Common, apply: bool, metrics: Option<&Metrics>) -> Ex
     };
 
     let started = Instant::now();
-    let result = reconcile(&config, common, apply).await;
+    let result = reconcile(&config, common, apply, metrics.is_some()).await;
     match (metrics, &result) {
-        (Some(metrics), Ok(report)) => metrics.record_sync(report, started.elapsed()),
+        (Some(metrics), Ok((report, counts))) => {
+            metrics.record_sync(report, started.elapsed());
+            if let Some(counts) = counts {
+                metrics.set_user_counts(counts);
+            }
+        }
         (Some(metrics), Err(_)) => metrics.record_failed_sync(started.elapsed()),
         (None, _) => {}
     }
 
     match result {
-        Ok(report) => {
+        Ok((report, _)) => {
             match common.output {
                 Output::Table => {
                     print!("{}", output::render_text(&report, config.time_zone, apply))
@@ -305,7 +313,14 @@ async fn start_server(
     Ok((metrics, trigger))
 }
 
-async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Result<SyncReport> {
+/// Runs one plan or sync. With `count_users`, also returns the accounts by supplier and phase
+/// as AD holds them after the run.
+async fn reconcile(
+    config: &Config,
+    common: &Common,
+    apply: bool,
+    count_users: bool,
+) -> anyhow::Result<(SyncReport, Option<BTreeMap<String, UserCounts>>)> {
     let source = GitSource::open(&config.repository)?;
     let state = StateStore::new(&config.state_dir);
     let directory = LdapDirectory::connect(config.directory.clone()).await?;
@@ -314,26 +329,47 @@ async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Res
         allow_mass_deletion: common.allow_mass_deletion.clone(),
     };
 
-    let prepared = sync::prepare(config, &source, &state, &directory, Utc::now(), &options)
+    let mut prepared = sync::prepare(config, &source, &state, &directory, Utc::now(), &options)
         .await
         .context("failed to prepare the sync")?;
     if !apply {
-        return Ok(SyncReport {
-            commit: prepared.commit,
-            last_applied: prepared.last_applied.map(|c| c.to_string()),
-            plan: prepared.plan,
-            file_errors: prepared.desired.errors,
-            unauthorised: prepared.unauthorised,
-            late_merges: prepared.late_merges,
-            applied: 0,
-            failures: Vec::new(),
-            recorded: false,
-        });
+        return Ok((
+            SyncReport {
+                commit: prepared.commit,
+                last_applied: prepared.last_applied.map(|c| c.to_string()),
+                plan: prepared.plan,
+                file_errors: prepared.desired.errors,
+                unauthorised: prepared.unauthorised,
+                late_merges: prepared.late_merges,
+                applied: 0,
+                failures: Vec::new(),
+                recorded: false,
+            },
+            None,
+        ));
     }
 
+    let before = std::mem::take(&mut prepared.snapshot);
     let sink = FileSink::new(&config.credentials_dir);
     let report = sync::apply(config, &state, &directory, &sink, prepared).await?;
-    Ok(report)
+    if !count_users {
+        return Ok((report, None));
+    }
+
+    // After changes, AD is read again so that the gauges show what the run left.
+    let after = if report.applied == 0 {
+        Some(before)
+    } else {
+        match directory.snapshot(&BTreeSet::new(), &BTreeSet::new()).await {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                warn!(error = %e, "failed to read AD for the user gauges; they keep their values");
+                None
+            }
+        }
+    };
+    let counts = after.map(|s| server::count_users(&s, Utc::now(), config.time_zone));
+    Ok((report, counts))
 }
 
 fn run_validate(args: &ValidateArgs) -> ExitCode {

@@ -48,6 +48,7 @@ use tracing::{debug, info, warn};
 
 pub use metrics::{CONTENT_TYPE, Metrics, ReconcileResult, WebhookResult, WebhookSource};
 pub use readiness::{CheckError, CheckFuture, Readiness, ReadinessCheck};
+pub use report::{ENDING_SOON_DAYS, UserCounts, count_users};
 pub use webhook::{
     Event, Rejection, SECRET_ENV, SECRET_FILE_ENV, SecretError, WebhookSecret, github_signature,
     verify_github, verify_gitlab,

@@ -1,24 +1,79 @@
 //! Metrics from the report of one `adgang sync` run, so that `sync --interval` and the tests
 //! derive them the same way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Days, Utc};
+use chrono_tz::Tz;
 
 use super::metrics::{Metrics, ReconcileResult};
-use crate::model::UserKey;
+use crate::expiry::{from_filetime, last_day_from_account_expires};
+use crate::model::{DirectorySnapshot, UserKey};
+use crate::resources::Phase;
 use crate::sync::SyncReport;
+
+/// Days ahead in which an ending access counts for `adgang_users_access_ending_soon`.
+pub const ENDING_SOON_DAYS: u64 = 14;
+
+/// One supplier's accounts by phase, as AD holds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserCounts {
+    /// Disabled accounts whose access has not ended: before `validFrom`, or not yet enabled.
+    pub pending: i64,
+    /// Enabled accounts whose access has not ended.
+    pub active: i64,
+    /// Accounts whose `accountExpires` has passed and that are not deleted yet.
+    pub expired: i64,
+    /// Accounts that have not expired and whose last day of access is within the next
+    /// [`ENDING_SOON_DAYS`] days, today included.
+    pub ending_soon: i64,
+}
+
+/// Counts the accounts that Adgang created (those with a link) by supplier and phase, at
+/// `now`, with calendar days in `zone`. Deleted accounts are not in AD, so they are not
+/// counted.
+pub fn count_users(
+    snapshot: &DirectorySnapshot,
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> BTreeMap<String, UserCounts> {
+    let today = now.with_timezone(&zone).date_naive();
+    let horizon = today
+        .checked_add_days(Days::new(ENDING_SOON_DAYS))
+        .unwrap_or(today);
+    let mut counts: BTreeMap<String, UserCounts> = BTreeMap::new();
+
+    for account in &snapshot.accounts {
+        let Some(link) = &account.link else { continue };
+        let entry = counts.entry(link.supplier.clone()).or_default();
+        let expires = account.account_expires.and_then(from_filetime);
+        if expires.is_some_and(|instant| instant <= now) {
+            entry.expired += 1;
+            continue;
+        }
+        if account.enabled {
+            entry.active += 1;
+        } else {
+            entry.pending += 1;
+        }
+        let last_day = account
+            .account_expires
+            .and_then(|filetime| last_day_from_account_expires(filetime, zone));
+        if last_day.is_some_and(|day| today <= day && day <= horizon) {
+            entry.ending_soon += 1;
+        }
+    }
+    counts
+}
 
 impl Metrics {
     /// Records a run that returned a report. The run counts as a success when every planned
     /// action succeeded; invalid files and unauthorised commits are reported to people, not
     /// counted as reconcile errors.
     ///
-    /// NOTE: the report carries the plan, which lists only accounts with actions, and neither
-    /// the desired state nor the AD snapshot. So this sets no `adgang_users` or
-    /// `adgang_users_access_ending_soon` series; a caller with that state uses
-    /// [`Metrics::set_users`] and [`Metrics::set_users_ending_soon`].
+    /// The report carries only the plan, so the caller sets `adgang_users` and
+    /// `adgang_users_access_ending_soon` from an AD snapshot with [`Metrics::set_user_counts`].
     pub fn record_sync(&self, report: &SyncReport, duration: Duration) {
         let result = if report.failures.is_empty() {
             ReconcileResult::Success
@@ -49,6 +104,18 @@ impl Metrics {
         }
         if result == ReconcileResult::Success {
             self.set_last_success(Utc::now());
+        }
+    }
+
+    /// Replaces every series of `adgang_users` and `adgang_users_access_ending_soon` with
+    /// `counts`, so that a supplier without accounts disappears.
+    pub fn set_user_counts(&self, counts: &BTreeMap<String, UserCounts>) {
+        self.clear_users();
+        for (supplier, count) in counts {
+            self.set_users(supplier, Phase::Pending, count.pending);
+            self.set_users(supplier, Phase::Active, count.active);
+            self.set_users(supplier, Phase::Expired, count.expired);
+            self.set_users_ending_soon(supplier, count.ending_soon);
         }
     }
 
