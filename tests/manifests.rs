@@ -632,7 +632,22 @@ fn deployment_runs_controller_with_config() {
     );
     assert_eq!(
         container["args"],
-        json!(["controller", "--config", CONFIG_PATH])
+        json!([
+            "controller",
+            "--config",
+            CONFIG_PATH,
+            "--listen",
+            "0.0.0.0:8080"
+        ])
+    );
+    assert_eq!(
+        env_value(container, "POD_NAME").map(|e| &e["valueFrom"]["fieldRef"]["fieldPath"]),
+        Some(&json!("metadata.name")),
+        "the Lease holder identity comes from the pod's name"
+    );
+    assert_eq!(
+        env_value(container, "ADGANG_WEBHOOK_SECRET_FILE").map(|e| &e["value"]),
+        Some(&json!("/etc/adgang/secrets/webhook-secret"))
     );
     assert_eq!(
         env_value(container, "ADGANG_LOG_FORMAT").map(|e| &e["value"]),
