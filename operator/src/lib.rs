@@ -9,6 +9,7 @@
 pub mod authorization;
 pub mod calendar;
 pub mod config;
+pub mod controller;
 pub mod cpr;
 pub mod credentials;
 pub mod desired;
