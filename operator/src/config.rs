@@ -70,6 +70,26 @@ struct RawConfig {
     credentials: RawCredentials,
     #[serde(default)]
     signatures: RawSignatures,
+    #[serde(default)]
+    controller: RawController,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawController {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default = "default_resync_seconds")]
+    resync_seconds: u64,
+}
+
+impl Default for RawController {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            resync_seconds: default_resync_seconds(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +169,9 @@ fn default_connections() -> usize {
 fn default_timeout_seconds() -> u64 {
     30
 }
+fn default_resync_seconds() -> u64 {
+    ControllerSettings::DEFAULT_RESYNC.as_secs()
+}
 fn default_branch() -> String {
     "main".to_owned()
 }
@@ -176,6 +199,32 @@ pub struct Config {
     pub credentials_dir: PathBuf,
     /// Whether every commit must be signed by someone allowed to make its changes.
     pub require_signatures: bool,
+    pub controller: ControllerSettings,
+}
+
+/// Settings of `adgang controller`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerSettings {
+    /// Namespace whose `Supplier` and `SupplierUser` objects are reconciled; `None` means the
+    /// namespace the pod runs in.
+    pub namespace: Option<String>,
+    /// Time between two reconciles of an unchanged object, which finds changes made by hand
+    /// in AD.
+    pub resync_interval: Duration,
+}
+
+impl ControllerSettings {
+    /// Default resync interval: ten minutes.
+    pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            resync_interval: Self::DEFAULT_RESYNC,
+        }
+    }
 }
 
 impl Config {
@@ -260,6 +309,22 @@ impl Config {
             ));
         }
 
+        if raw.controller.resync_seconds == 0 {
+            return Err(invalid(
+                "controller.resyncSeconds",
+                "0 is not a resync interval; use a number of seconds such as 600".to_owned(),
+            ));
+        }
+        let controller_namespace = raw.controller.namespace.map(|n| n.trim().to_owned());
+        if controller_namespace.as_deref() == Some("") {
+            return Err(invalid(
+                "controller.namespace",
+                "the namespace is empty; name one, or leave the setting out to use the \
+                 pod's namespace"
+                    .to_owned(),
+            ));
+        }
+
         let bind_password = match (
             bind_password_env,
             bind_password_file_env,
@@ -318,6 +383,10 @@ impl Config {
             min_deletion_count: raw.safety.min_deletion_count,
             credentials_dir,
             require_signatures: raw.signatures.required,
+            controller: ControllerSettings {
+                namespace: controller_namespace,
+                resync_interval: Duration::from_secs(raw.controller.resync_seconds),
+            },
         })
     }
 
@@ -401,6 +470,28 @@ credentials:
         assert_eq!(config.min_deletion_count, 3);
         assert_eq!(config.directory.connections, 4);
         assert_eq!(config.directory.bind_password.expose(), "pw");
+        assert_eq!(config.controller, ControllerSettings::default());
+    }
+
+    #[test]
+    fn controller_section_read() {
+        let config = load(&format!(
+            "{EXAMPLE}controller:\n  namespace: leverandoerer\n  resyncSeconds: 120\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.controller.namespace.as_deref(),
+            Some("leverandoerer")
+        );
+        assert_eq!(config.controller.resync_interval, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn zero_resync_interval_rejected() {
+        let error = load(&format!("{EXAMPLE}controller:\n  resyncSeconds: 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("controller.resyncSeconds"), "{error}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
 use adgang::config::{Config, ConfigError};
+use adgang::controller;
 use adgang::credentials::FileSink;
 use adgang::directory::LdapDirectory;
 use adgang::output;
@@ -131,6 +132,18 @@ enum Command {
     },
     /// Checks a pull request: schema, notice rules and commit signatures, without AD.
     Validate(ValidateArgs),
+    /// Runs the Kubernetes controller for the Supplier and SupplierUser objects of one
+    /// namespace (controller.namespace in the configuration, else the pod's namespace).
+    Controller {
+        /// Configuration file (YAML).
+        #[arg(
+            long,
+            short,
+            env = "ADGANG_CONFIG",
+            default_value = "/etc/adgang/config.yaml"
+        )]
+        config: PathBuf,
+    },
     /// Prints the CustomResourceDefinitions of Supplier and SupplierUser.
     Crd {
         /// Writes one file per CRD into this folder instead of printing them.
@@ -185,6 +198,14 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan(common) => run_once(&common, false, None).await,
+        Command::Controller { config } => match run_controller(&config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e:#}");
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Validate(args) => run_validate(&args),
         Command::Sync {
             common,
@@ -370,6 +391,47 @@ async fn reconcile(
     };
     let counts = after.map(|s| server::count_users(&s, Utc::now(), config.time_zone));
     Ok((report, counts))
+}
+
+/// Runs `adgang controller` until interrupted. The write gate is always open here: the
+/// leader election that closes it on standby replicas is wired in separately.
+async fn run_controller(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let namespace = controller::watched_namespace(config.controller.namespace.as_deref());
+    let client = kube::Client::try_default()
+        .await
+        .context("failed to configure the Kubernetes client (in-cluster or kubeconfig)")?;
+    let directory = LdapDirectory::connect(config.directory.clone()).await?;
+    let sink = Arc::new(FileSink::new(&config.credentials_dir));
+    let (_gate, may_write) = tokio::sync::watch::channel(true);
+    info!(namespace = %namespace, "starting the controller");
+    let controllers = controller::Controllers::new(
+        client,
+        &namespace,
+        directory,
+        sink,
+        controller::ControllerConfig::from_config(&config),
+        may_write,
+    );
+    controllers.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM, the signal Kubernetes sends to stop a pod.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(e) => {
+            error!(error = %e, "failed to listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn run_validate(args: &ValidateArgs) -> ExitCode {

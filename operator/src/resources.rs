@@ -6,6 +6,7 @@
 //! dates are calendar dates in Europe/Copenhagen with `validUntil` inclusive.
 
 use chrono::NaiveDate;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,9 @@ pub struct SupplierStatus {
     /// Number of accounts that AD holds for this supplier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<u32>,
+    /// Conditions `Ready` (the supplier's OU and removals are applied) and `Suspended`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 /// A supplier's staff member who needs an AD account. Written by a contact person.
@@ -240,6 +244,10 @@ pub struct SupplierUserStatus {
     /// Git commit last applied, when the object came from the git source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_commit: Option<String>,
+    /// Conditions `Ready` (the account matches the spec), `Synced` (the last reconcile
+    /// applied the spec) and `Expiring` (the last day of access is within 14 days).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 /// Returns each CRD as YAML with the file name it has in `crds/`.

@@ -276,21 +276,7 @@ pub async fn prepare<D: Directory>(
         (None, None) => None,
     };
 
-    let groups = desired.managed_groups();
-    let first = directory.snapshot(&groups, &BTreeSet::new()).await?;
-    let linked: BTreeSet<UserKey> = first
-        .accounts
-        .iter()
-        .filter_map(|a| a.link.clone())
-        .collect();
-    let candidates = plan::username_candidates(&desired, &linked);
-    let snapshot = if candidates.is_empty() {
-        first
-    } else {
-        let mut taken = first;
-        taken.taken_usernames = directory.taken_usernames(&candidates).await?;
-        taken
-    };
+    let snapshot = read_snapshot(directory, &desired).await?;
 
     let settings = config.plan_settings(options.allow_mass_deletion.iter().cloned());
     let plan = plan::plan(&desired, &snapshot, previous.as_ref(), now, &settings);
@@ -304,6 +290,27 @@ pub async fn prepare<D: Directory>(
         plan,
         snapshot,
     })
+}
+
+/// Reads what the plan needs from AD: the managed base, the groups that `desired` allows,
+/// and which usernames that its new users may get are taken. The usernames are read only
+/// when some user has no account yet.
+pub async fn read_snapshot<D: Directory>(
+    directory: &D,
+    desired: &DesiredState,
+) -> Result<DirectorySnapshot, DirectoryError> {
+    let groups = desired.managed_groups();
+    let mut snapshot = directory.snapshot(&groups, &BTreeSet::new()).await?;
+    let linked: BTreeSet<UserKey> = snapshot
+        .accounts
+        .iter()
+        .filter_map(|a| a.link.clone())
+        .collect();
+    let candidates = plan::username_candidates(desired, &linked);
+    if !candidates.is_empty() {
+        snapshot.taken_usernames = directory.taken_usernames(&candidates).await?;
+    }
+    Ok(snapshot)
 }
 
 /// Describes each change between two states that missed its notice deadline, judged on the
@@ -418,7 +425,11 @@ pub async fn apply_plan<D: Directory>(
         }
     }
 
-    let results = futures::stream::iter(&plan.accounts)
+    // The futures are built before the stream: with the closure inside the stream, the
+    // compiler cannot show that the future is `Send`, which the controller's runtime needs.
+    let tasks: Vec<_> = plan
+        .accounts
+        .iter()
         .map(|account| {
             let skip = failed_suppliers.contains(&account.key.supplier);
             let span =
@@ -431,6 +442,8 @@ pub async fn apply_plan<D: Directory>(
             }
             .instrument(span)
         })
+        .collect();
+    let results = futures::stream::iter(tasks)
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await;

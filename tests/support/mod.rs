@@ -3,6 +3,7 @@
 // Each test binary compiles this module whole but uses only part of it.
 #![allow(dead_code)]
 
+pub mod api_server;
 pub mod dc;
 
 pub use dc::{Entry, TestDc};

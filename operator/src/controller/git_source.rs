@@ -43,8 +43,7 @@ pub const FIELD_MANAGER: &str = "adgang-git-source";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "adgang-git-source";
-/// Annotation with the commit that an object was last applied from.
-pub const COMMIT_ANNOTATION: &str = "adgang.example.org/commit";
+pub use super::COMMIT_ANNOTATION;
 /// Annotation with the path of an object's file in the repository.
 pub const SOURCE_PATH_ANNOTATION: &str = "adgang.example.org/source-path";
 

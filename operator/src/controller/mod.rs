@@ -1,13 +1,374 @@
-//! `adgang controller`: the long-running mode inside Kubernetes.
+//! `adgang controller`: the Kubernetes controller for `Supplier` and `SupplierUser` objects.
 //!
-//! [`leader`] elects one replica with a `coordination.k8s.io/v1` Lease, so that only that
-//! replica writes. [`git_source`] turns the git repository into `Supplier` and
-//! `SupplierUser` objects with server-side apply and prunes the ones whose file is gone.
-//! [`readiness`] adds the API server to the checks behind `/readyz`.
+//! The controller is a thin layer over the same code as `adgang sync`. For each object it
+//! builds the desired state of the object's supplier from the reflector stores
+//! ([`desired::from_files`](crate::desired::from_files) checks it), reads AD
+//! ([`sync::read_snapshot`](crate::sync::read_snapshot)), computes [`plan::plan`](crate::plan::plan)
+//! and applies part of it with [`sync::apply_plan`](crate::sync::apply_plan):
+//!
+//! - a `SupplierUser` reconcile applies only the actions of that user;
+//! - a `Supplier` reconcile creates the supplier's OU and deletes accounts whose object is
+//!   gone, under the plan's mass-deletion guard.
+//!
+//! A finalizer ([`FINALIZER`]) on each `SupplierUser` deletes its account before the object
+//! goes. Status is written by server-side apply with the field manager [`FIELD_MANAGER`], and
+//! only when it differs from what the object holds. Watch events pass [`reconcile_trigger`],
+//! which ignores status-only changes, so a status write never starts another reconcile.
+//!
+//! [`run`] takes a `may_write` gate. While it is false, reconciles write nothing (neither AD
+//! nor the API server), so a leader election can hold a standby replica back.
+//!
+//! [`leader`] elects one replica with a `coordination.k8s.io/v1` Lease and provides that
+//! gate. [`git_source`] turns the git repository into `Supplier` and `SupplierUser` objects
+//! with server-side apply and prunes the ones whose file is gone. [`readiness`] adds the API
+//! server to the checks behind `/readyz`.
 
 pub mod git_source;
 pub mod leader;
-pub mod readiness;
-
 #[cfg(test)]
 mod mock_api;
+pub mod readiness;
+mod reconcile;
+pub mod requeue;
+pub mod status;
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::credentials::CredentialsSink;
+use crate::directory::{Directory, DirectoryError};
+use crate::plan;
+use crate::resources::{Supplier, SupplierUser};
+
+pub use reconcile::{error_policy, reconcile_supplier, reconcile_user};
+
+/// Finalizer on `SupplierUser` objects: the AD account is deleted before the object goes.
+pub const FINALIZER: &str = "adgang.example.org/ad-account";
+
+/// Field manager of the controller's status writes and of the reporter of its events.
+pub const FIELD_MANAGER: &str = "adgang-controller";
+
+/// Annotation that the git source sets on the objects it applies: the commit they came from.
+pub const COMMIT_ANNOTATION: &str = "adgang.example.org/commit";
+
+/// Namespace watched when neither the configuration nor the pod names one.
+pub const DEFAULT_NAMESPACE: &str = "adgang";
+
+/// File in which Kubernetes tells a pod its own namespace.
+pub const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Wait before a reconcile that found the write gate closed tries again.
+pub const STANDBY_RETRY: Duration = Duration::from_secs(15);
+
+/// First wait after a failed reconcile; it doubles with each failure in a row.
+pub const BACKOFF_START: Duration = Duration::from_secs(5);
+
+/// Longest wait after failed reconciles.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// A reconcile that could not finish; the controller retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// AD could not be read or written.
+    #[error("failed to reach the directory: {0}")]
+    Directory(#[from] DirectoryError),
+    /// A request to the Kubernetes API server failed.
+    #[error("failed to {action} {object}: {source}")]
+    Kubernetes {
+        /// What was attempted, such as "patch the status of".
+        action: &'static str,
+        /// `Kind namespace/name` of the object.
+        object: String,
+        source: kube::Error,
+    },
+    /// The finalizer helper could not add or remove the finalizer, or its step failed.
+    #[error("finalizer {FINALIZER} on {object}: {source}")]
+    Finalizer {
+        /// `SupplierUser namespace/name`.
+        object: String,
+        source: Box<kube::runtime::finalizer::Error<ControllerError>>,
+    },
+    /// An AD write of the plan failed; the status and an event name the action and DN.
+    #[error("{object}: {message}")]
+    ActionFailed {
+        /// `Kind namespace/name` of the object.
+        object: String,
+        message: String,
+    },
+    /// An object lacks a field that the API server always sets.
+    #[error("{object} has no {field}; the API server always sets it, so this is a bug")]
+    MissingField { object: String, field: &'static str },
+}
+
+/// Settings of the controller, taken from the configuration file.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Settings of the plan (managed base, time zone, grace days, mass-deletion guard).
+    pub plan: plan::Settings,
+    /// Time between two reconciles of an unchanged object.
+    pub resync_interval: Duration,
+    /// Maximum number of accounts a `Supplier` reconcile writes at once.
+    pub connections: usize,
+}
+
+impl ControllerConfig {
+    /// Builds the controller's settings from the configuration file.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            plan: config.plan_settings(std::iter::empty()),
+            resync_interval: config.controller.resync_interval,
+            connections: config.directory.connections,
+        }
+    }
+
+    fn plan_connections(&self) -> usize {
+        self.connections
+    }
+}
+
+/// Everything a reconcile needs, shared by all reconciles.
+pub struct Context<D> {
+    /// Client for the API server.
+    pub client: Client,
+    /// The namespace whose objects are reconciled.
+    pub namespace: String,
+    /// Active Directory.
+    pub directory: D,
+    /// Where the initial passwords of new accounts go.
+    pub sink: Arc<dyn CredentialsSink>,
+    pub config: ControllerConfig,
+    /// Every `SupplierUser` of the namespace, kept current by a reflector.
+    pub users: Store<SupplierUser>,
+    /// Every `Supplier` of the namespace, kept current by a reflector.
+    pub suppliers: Store<Supplier>,
+    /// Publishes Kubernetes events on the reconciled objects.
+    pub recorder: Recorder,
+    /// Gate that allows writes to AD and the API server while it holds true.
+    pub may_write: watch::Receiver<bool>,
+    /// Failed reconciles in a row per object, for the backoff of [`error_policy`].
+    failures: Mutex<HashMap<String, u32>>,
+    /// Requests for a `Supplier` reconcile, sent when a user waits for its supplier's OU.
+    supplier_requests: mpsc::UnboundedSender<ObjectRef<Supplier>>,
+    /// The receiving end, until [`Controllers::run`] or a test takes it.
+    supplier_requests_receiver: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<Supplier>>>>,
+}
+
+impl<D: Directory> Context<D> {
+    /// Creates a context. The stores must be fed by reflectors on the same namespace.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        namespace: impl Into<String>,
+        directory: D,
+        sink: Arc<dyn CredentialsSink>,
+        config: ControllerConfig,
+        users: Store<SupplierUser>,
+        suppliers: Store<Supplier>,
+        may_write: watch::Receiver<bool>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let (sender, receiver) = mpsc::unbounded();
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            namespace: namespace.into(),
+            directory,
+            sink,
+            config,
+            users,
+            suppliers,
+            may_write,
+            failures: Mutex::new(HashMap::new()),
+            supplier_requests: sender,
+            supplier_requests_receiver: Mutex::new(Some(receiver)),
+        }
+    }
+
+    /// Asks for a reconcile of `supplier`, such as when a user waits for its OU.
+    pub fn request_supplier_reconcile(&self, supplier: &str) {
+        let reference = ObjectRef::new(supplier).within(&self.namespace);
+        // The receiver lives as long as the controller runs, so a failed send means that
+        // the controller is stopping and the request no longer matters.
+        let _ = self.supplier_requests.unbounded_send(reference);
+    }
+
+    /// Takes the stream of requested `Supplier` reconciles; `None` after the first call.
+    pub fn take_supplier_requests(&self) -> Option<mpsc::UnboundedReceiver<ObjectRef<Supplier>>> {
+        self.supplier_requests_receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Returns true while the gate allows writes.
+    pub fn may_write(&self) -> bool {
+        *self.may_write.borrow()
+    }
+
+    /// Counts one more failure of `object` and returns the wait before its next attempt:
+    /// [`BACKOFF_START`], doubled per failure in a row, at most [`BACKOFF_MAX`].
+    pub fn record_failure(&self, object: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(object.to_owned()).or_insert(0);
+        let wait = BACKOFF_START.saturating_mul(1 << (*count).min(16));
+        *count += 1;
+        wait.min(BACKOFF_MAX)
+    }
+
+    /// Forgets the failures of `object` after a reconcile that finished.
+    pub fn record_success(&self, object: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(object);
+    }
+}
+
+/// Returns the namespace to watch: the configured one, else the pod's own, else
+/// [`DEFAULT_NAMESPACE`].
+pub fn watched_namespace(configured: Option<&str>) -> String {
+    if let Some(namespace) = configured {
+        return namespace.to_owned();
+    }
+    match std::fs::read_to_string(POD_NAMESPACE_FILE) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => DEFAULT_NAMESPACE.to_owned(),
+    }
+}
+
+/// Returns the value that decides whether a watch event starts a reconcile: the object's
+/// generation and finalizers. A status write changes neither, so it starts none, while a
+/// spec change (a new generation), the start of a deletion (also a new generation) and the
+/// finalizer that [`reconcile_user`] adds do.
+pub fn reconcile_trigger<K: kube::Resource>(object: &K) -> Option<u64> {
+    let meta = object.meta();
+    let mut hasher = DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Reflectors and controllers of both resources, wired to a context but not yet running.
+pub struct Controllers<D> {
+    /// The shared context, for callers that register readiness checks or metrics on it.
+    pub context: Arc<Context<D>>,
+    users: Controller<SupplierUser>,
+    suppliers: Controller<Supplier>,
+}
+
+impl<D: Directory + 'static> Controllers<D> {
+    /// Sets up the watches of `namespace`. Nothing runs until [`Controllers::run`].
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        directory: D,
+        sink: Arc<dyn CredentialsSink>,
+        config: ControllerConfig,
+        may_write: watch::Receiver<bool>,
+    ) -> Self {
+        let user_api: Api<SupplierUser> = Api::namespaced(client.clone(), namespace);
+        let supplier_api: Api<Supplier> = Api::namespaced(client.clone(), namespace);
+        let watch_config = watcher::Config::default();
+
+        let (user_store, user_writer) = reflector::store();
+        let user_stream = watcher(user_api, watch_config.clone())
+            .default_backoff()
+            .reflect(user_writer)
+            .applied_objects()
+            .predicate_filter(reconcile_trigger, Default::default());
+
+        let (supplier_store, supplier_writer) = reflector::store();
+        let supplier_stream = watcher(supplier_api.clone(), watch_config.clone())
+            .default_backoff()
+            .reflect(supplier_writer)
+            .applied_objects()
+            .predicate_filter(reconcile_trigger, Default::default());
+
+        // A second watch of the suppliers starts the reconcile of their users when a
+        // supplier's spec changes, for example when it is suspended or resumed.
+        let supplier_changes = watcher(supplier_api, watch_config)
+            .default_backoff()
+            .applied_objects()
+            .predicate_filter(reconcile_trigger, Default::default());
+        let users_of = user_store.clone();
+        let users = Controller::for_stream(user_stream, user_store.clone()).watches_stream(
+            supplier_changes,
+            move |supplier: Supplier| {
+                let name = supplier.name_any();
+                users_of
+                    .state()
+                    .into_iter()
+                    .filter(|user| user.spec.supplier == name)
+                    .map(|user| ObjectRef::from_obj(&*user))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let suppliers = Controller::for_stream(supplier_stream, supplier_store.clone());
+
+        let context = Arc::new(Context::new(
+            client,
+            namespace,
+            directory,
+            sink,
+            config,
+            user_store,
+            supplier_store,
+            may_write,
+        ));
+        Self {
+            context,
+            users,
+            suppliers,
+        }
+    }
+
+    /// Runs both controllers until `shutdown` completes, then lets running reconciles finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        let (stop, stopped) = watch::channel(false);
+        let wait = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let users = self
+            .users
+            .graceful_shutdown_on(wait(stopped.clone()))
+            .run(reconcile_user, error_policy, self.context.clone())
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
+                    Err(error) => warn!(error = %error, "SupplierUser reconcile failed"),
+                }
+            });
+        let mut suppliers = self.suppliers;
+        if let Some(requests) = self.context.take_supplier_requests() {
+            suppliers = suppliers.reconcile_on(requests);
+        }
+        let suppliers = suppliers
+            .graceful_shutdown_on(wait(stopped))
+            .run(reconcile_supplier, error_policy, self.context.clone())
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
+                    Err(error) => warn!(error = %error, "Supplier reconcile failed"),
+                }
+            });
+        tokio::spawn(async move {
+            shutdown.await;
+            info!("stopping the controller");
+            let _ = stop.send(true);
+        });
+        futures::join!(users, suppliers);
+        info!("controller stopped");
+    }
+}

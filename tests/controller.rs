@@ -1,0 +1,652 @@
+//! The controller's reconcile functions against a real Samba AD DC, with the Kubernetes API
+//! server replaced by a scripted `tower` service (see `support/api_server.rs`).
+//!
+//! Each test calls `reconcile_user` or `reconcile_supplier` directly with a context whose
+//! reflector stores the test fills, and then checks AD, the status patches and the events.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adgang::controller::{
+    self, COMMIT_ANNOTATION, Context, ControllerConfig, ControllerError, FINALIZER, error_policy,
+    reconcile_supplier, reconcile_user,
+};
+use adgang::credentials::FileSink;
+use adgang::directory::{DirectorySettings, LdapDirectory, Secret};
+use adgang::plan::{DeletionGuard, Settings};
+use adgang::resources::{Supplier, SupplierUser};
+use chrono::{Duration as Days, Utc};
+use chrono_tz::Europe::Copenhagen;
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use support::TestDc;
+use support::api_server::{ApiServer, finalizer_patch, status_patch};
+use support::setup::{day, is_enabled};
+use tokio::sync::watch;
+
+const NAMESPACE: &str = "adgang";
+const SUPPLIER: &str = "omsorg-nord";
+const OU: &str = "Omsorg Nord";
+const RESYNC: Duration = Duration::from_secs(600);
+
+/// The pieces of one test: the DC, the scripted API server, the stores' writers and the
+/// context.
+struct Harness {
+    dc: TestDc,
+    api: ApiServer,
+    users: Writer<SupplierUser>,
+    suppliers: Writer<Supplier>,
+    ctx: Arc<Context<LdapDirectory>>,
+    _credentials: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let dc = TestDc::start();
+        let directory = LdapDirectory::connect(DirectorySettings {
+            url: dc.url.clone(),
+            ca_file: dc.ca_file.clone(),
+            bind_dn: dc.bind_dn.clone(),
+            bind_password: Secret::new(dc.bind_password.clone()),
+            managed_base: dc.managed_base.clone(),
+            domain_base: dc.base_dn.clone(),
+            upn_suffix: "adgang.test".to_owned(),
+            connections: 2,
+            timeout: Duration::from_secs(10),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", dc.url));
+        let api = ApiServer::new();
+        let (user_store, users) = reflector::store();
+        let (supplier_store, suppliers) = reflector::store();
+        let credentials = tempfile::tempdir().unwrap();
+        let config = ControllerConfig {
+            plan: Settings {
+                managed_base: dc.managed_base.clone(),
+                upn_suffix: "adgang.test".to_owned(),
+                time_zone: Copenhagen,
+                grace_days: 0,
+                guard: DeletionGuard::default(),
+            },
+            resync_interval: RESYNC,
+            connections: 2,
+        };
+        let (_gate, may_write) = watch::channel(true);
+        let ctx = Arc::new(Context::new(
+            api.client(),
+            NAMESPACE,
+            directory,
+            Arc::new(FileSink::new(credentials.path())),
+            config,
+            user_store,
+            supplier_store,
+            may_write,
+        ));
+        Self {
+            dc,
+            api,
+            users,
+            suppliers,
+            ctx,
+            _credentials: credentials,
+        }
+    }
+
+    fn put_user(&mut self, object: &Value) -> Arc<SupplierUser> {
+        let user: SupplierUser = serde_json::from_value(object.clone()).unwrap();
+        self.users
+            .apply_watcher_event(&watcher::Event::Apply(user.clone()));
+        Arc::new(user)
+    }
+
+    fn put_supplier(&mut self, object: &Value) -> Arc<Supplier> {
+        let supplier: Supplier = serde_json::from_value(object.clone()).unwrap();
+        self.suppliers
+            .apply_watcher_event(&watcher::Event::Apply(supplier.clone()));
+        Arc::new(supplier)
+    }
+
+    /// Returns the accounts under the managed base with their usernames.
+    fn usernames(&self) -> Vec<String> {
+        self.dc
+            .ldapsearch(
+                &self.dc.managed_base,
+                "(&(objectClass=user)(objectCategory=person))",
+                &["sAMAccountName"],
+            )
+            .iter()
+            .filter_map(|e| e.first("sAMAccountName").map(str::to_owned))
+            .collect()
+    }
+
+    fn account(&self, username: &str) -> Option<support::Entry> {
+        self.dc
+            .ldapsearch(
+                &self.dc.managed_base,
+                &format!("(sAMAccountName={username})"),
+                &["userAccountControl", "memberOf", "adminDescription"],
+            )
+            .into_iter()
+            .next()
+    }
+}
+
+/// A `Supplier` as the API server returns it.
+fn supplier_object(suspend: bool) -> Value {
+    json!({
+        "apiVersion": "adgang.example.org/v1alpha1",
+        "kind": "Supplier",
+        "metadata": {
+            "name": SUPPLIER, "namespace": NAMESPACE, "uid": "uid-supplier",
+            "generation": 1, "resourceVersion": "100",
+            "creationTimestamp": "2026-01-05T09:00:00Z"
+        },
+        "spec": {
+            "displayName": "Omsorg Nord ApS",
+            "cvr": "12345678",
+            "secureMail": "sikker-post@omsorg-nord.example.org",
+            "organizationalUnit": OU,
+            "groups": ["Nexus-Brugere"],
+            "suspend": suspend
+        }
+    })
+}
+
+/// A `SupplierUser` whose access started 10 days ago and ends in 100 days, submitted in
+/// time 40 days ago, with the finalizer in place.
+fn user_object(name: &str, given: &str, surname: &str) -> Value {
+    let created = (Utc::now() - Days::days(40))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    json!({
+        "apiVersion": "adgang.example.org/v1alpha1",
+        "kind": "SupplierUser",
+        "metadata": {
+            "name": name, "namespace": NAMESPACE, "uid": format!("uid-{name}"),
+            "generation": 1, "resourceVersion": "200",
+            "creationTimestamp": created,
+            "finalizers": [FINALIZER]
+        },
+        "spec": {
+            "supplier": SUPPLIER,
+            "givenName": given,
+            "surname": surname,
+            "mail": format!("{name}@omsorg-nord.example.org"),
+            "validFrom": day(-10).to_string(),
+            "validUntil": day(100).to_string(),
+            "employment": {"start": day(-10).to_string()},
+            "groups": ["Nexus-Brugere"],
+            "confidentialityDeclaration": {
+                "received": day(-45).to_string(),
+                "reference": "J-2026-0042"
+            }
+        }
+    })
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("status has no conditions: {status}"))
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("status has no {type_} condition: {status}"))
+}
+
+/// Creates the supplier's OU through the Supplier reconcile. The plan creates an OU only for
+/// a user who needs an account, so the users must be in the store first.
+async fn create_organizational_unit(h: &mut Harness) {
+    let supplier = supplier_object(false);
+    let object = h.put_supplier(&supplier);
+    h.api
+        .expect([status_patch("supplier status", "suppliers", &supplier)]);
+    let action = reconcile_supplier(object, h.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    h.api.finish();
+    let status = &h.api.body_of("supplier status")["status"];
+    assert_eq!(condition(status, "Ready")["status"], "True", "{status}");
+    assert_eq!(condition(status, "Suspended")["status"], "False");
+    assert_eq!(status["accounts"], 0);
+    assert_eq!(h.api.event_reasons(), ["OrganizationalUnitCreated"]);
+    h.api.clear();
+}
+
+#[tokio::test]
+async fn create_sets_status_and_events() {
+    let mut h = Harness::start().await;
+    h.put_supplier(&supplier_object(false));
+
+    // Without the finalizer, the first reconcile only adds it.
+    let mut bare = user_object("anne-hansen", "Anne", "Hansen");
+    bare["metadata"]["finalizers"] = json!([]);
+    let with_finalizer = user_object("anne-hansen", "Anne", "Hansen");
+    let object = h.put_user(&bare);
+    h.api.expect([finalizer_patch(
+        "add finalizer",
+        "supplierusers",
+        &with_finalizer,
+    )]);
+    let action = reconcile_user(object, h.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    h.api.finish();
+    let patch = h.api.body_of("add finalizer").to_string();
+    assert!(patch.contains(FINALIZER), "{patch}");
+    assert!(
+        h.usernames().is_empty(),
+        "adding the finalizer must not write AD"
+    );
+    h.api.clear();
+
+    // With the finalizer, the user waits for its supplier's OU and asks for the Supplier
+    // reconcile that creates it.
+    let object = h.put_user(&with_finalizer);
+    h.api
+        .expect([status_patch("waiting", "supplierusers", &with_finalizer)]);
+    let action = reconcile_user(object.clone(), h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::requeue(controller::BACKOFF_START));
+    let status = &h.api.body_of("waiting")["status"];
+    assert_eq!(
+        condition(status, "Ready")["reason"],
+        "OrganizationalUnitMissing"
+    );
+    assert!(h.usernames().is_empty(), "nothing is created before the OU");
+    let mut requests = h.ctx.take_supplier_requests().unwrap();
+    let request = requests.try_recv().expect("a Supplier reconcile requested");
+    assert_eq!(request.name, SUPPLIER);
+    h.api.clear();
+    create_organizational_unit(&mut h).await;
+
+    // Then the account is created and enabled.
+    h.api.expect([status_patch(
+        "user status",
+        "supplierusers",
+        &with_finalizer,
+    )]);
+    let action = reconcile_user(object, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::requeue(RESYNC));
+
+    let anne = h.account("anne.hansen").expect("anne.hansen created");
+    assert!(is_enabled(&anne));
+    assert!(
+        anne.get("memberOf")
+            .iter()
+            .any(|g| g.starts_with("CN=Nexus-Brugere")),
+        "{anne:?}"
+    );
+    assert_eq!(
+        anne.first("adminDescription"),
+        Some("adgang:v1:omsorg-nord/anne-hansen")
+    );
+
+    let patch = h.api.body_of("user status");
+    let requests = h.api.requests();
+    let (_, request) = requests.iter().find(|(n, _)| *n == "user status").unwrap();
+    assert!(
+        request.query.contains("fieldManager=adgang-controller"),
+        "{}",
+        request.query
+    );
+    assert_eq!(patch["apiVersion"], "adgang.example.org/v1alpha1");
+    assert_eq!(patch["kind"], "SupplierUser");
+    let status = &patch["status"];
+    assert_eq!(status["phase"], "Active", "{status}");
+    assert_eq!(status["username"], "anne.hansen");
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["expires"], day(100).to_string());
+    assert!(
+        status["distinguishedName"]
+            .as_str()
+            .unwrap()
+            .starts_with("CN=anne.hansen,OU=Omsorg Nord,"),
+        "{status}"
+    );
+    assert_eq!(status["objectGuid"].as_str().unwrap().len(), 36, "{status}");
+    let ready = condition(status, "Ready");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(ready["reason"], "Reconciled");
+    assert_eq!(ready["observedGeneration"], 1);
+    assert_eq!(condition(status, "Synced")["reason"], "Applied");
+    assert_eq!(condition(status, "Expiring")["status"], "False");
+    assert_eq!(
+        h.api.event_reasons(),
+        [
+            "Created",
+            "CredentialsDelivered",
+            "GroupsChanged",
+            "Enabled"
+        ]
+    );
+    for event in h.api.events() {
+        assert_eq!(event["regarding"]["name"], "anne-hansen");
+        assert_eq!(event["reportingController"], "adgang-controller");
+    }
+
+    // No password in the status or the events.
+    let credentials = std::fs::read_dir(h._credentials.path().join(SUPPLIER))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(credentials).unwrap();
+    let password = text
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.contains("assword")))
+        .map(|(_, v)| v.trim().to_owned())
+        .expect("the credentials file holds a password");
+    assert!(password.len() >= 20, "{text}");
+    let written = format!("{patch}{:?}", h.api.events());
+    assert!(
+        !written.contains(&password),
+        "a password reached the API server"
+    );
+}
+
+#[tokio::test]
+async fn transition_time_stable_on_second_reconcile() {
+    let mut h = Harness::start().await;
+    let mut object = user_object("bo-jensen", "Bo", "Jensen");
+    let user = h.put_user(&object);
+    create_organizational_unit(&mut h).await;
+    h.api
+        .expect([status_patch("first status", "supplierusers", &object)]);
+    reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    let first = h.api.body_of("first status")["status"].clone();
+    h.api.clear();
+
+    // The same object, now carrying the status just written: AD already matches.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    object["status"] = first.clone();
+    let user = h.put_user(&object);
+    h.api
+        .expect([status_patch("second status", "supplierusers", &object)]);
+    reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    let second = h.api.body_of("second status")["status"].clone();
+    assert!(h.api.events().is_empty(), "nothing changed, so no event");
+    for type_ in ["Ready", "Expiring"] {
+        assert_eq!(
+            condition(&second, type_)["lastTransitionTime"],
+            condition(&first, type_)["lastTransitionTime"],
+            "{type_}"
+        );
+    }
+    assert_eq!(condition(&second, "Synced")["reason"], "UpToDate");
+    assert_eq!(
+        condition(&second, "Synced")["lastTransitionTime"],
+        condition(&first, "Synced")["lastTransitionTime"]
+    );
+    h.api.clear();
+
+    // A third reconcile finds the status unchanged and writes nothing.
+    object["status"] = second;
+    let user = h.put_user(&object);
+    reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert!(h.api.requests().is_empty());
+}
+
+#[tokio::test]
+async fn finalizer_deletes_account_then_releases() {
+    let mut h = Harness::start().await;
+    let object = user_object("carl-nielsen", "Carl", "Nielsen");
+    let user = h.put_user(&object);
+    create_organizational_unit(&mut h).await;
+    h.api
+        .expect([status_patch("status", "supplierusers", &object)]);
+    reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert!(h.account("carl.nielsen").is_some());
+    h.api.clear();
+
+    // kubectl delete: the API server sets deletionTimestamp and bumps the generation.
+    let mut deleting = object.clone();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-12-04T10:00:00Z");
+    deleting["metadata"]["generation"] = json!(2);
+    let mut released = deleting.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    let user = h.put_user(&deleting);
+    h.api.expect([finalizer_patch(
+        "remove finalizer",
+        "supplierusers",
+        &released,
+    )]);
+    let action = reconcile_user(user.clone(), h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::await_change());
+    assert!(h.account("carl.nielsen").is_none(), "account deleted");
+    assert_eq!(h.api.event_reasons(), ["Deleted"]);
+    let patch = h.api.body_of("remove finalizer").to_string();
+    assert!(patch.contains("remove"), "{patch}");
+    h.api.clear();
+
+    // The account is already gone (deleted above or by hand): the object is released at
+    // once, without an AD write or an event.
+    h.api.expect([finalizer_patch(
+        "remove finalizer again",
+        "supplierusers",
+        &released,
+    )]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::await_change());
+    assert!(h.api.events().is_empty());
+}
+
+#[tokio::test]
+async fn suspended_supplier_writes_nothing() {
+    let mut h = Harness::start().await;
+    let supplier = supplier_object(true);
+    let supplier_ref = h.put_supplier(&supplier);
+    let object = user_object("dorte-madsen", "Dorte", "Madsen");
+    let user = h.put_user(&object);
+
+    h.api.expect([
+        status_patch("user status", "supplierusers", &object),
+        status_patch("supplier status", "suppliers", &supplier),
+    ]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    let action = reconcile_supplier(supplier_ref, h.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    h.api.finish();
+
+    let status = &h.api.body_of("user status")["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "SupplierSuspended");
+    let status = &h.api.body_of("supplier status")["status"];
+    assert_eq!(condition(status, "Suspended")["status"], "True");
+    assert_eq!(condition(status, "Ready")["reason"], "Suspended");
+
+    let ous = h.dc.ldapsearch(
+        &h.dc.managed_base,
+        "(objectClass=organizationalUnit)",
+        &["ou"],
+    );
+    assert!(
+        ous.iter().all(|e| e.first("ou") != Some(OU)),
+        "no OU is created for a suspended supplier"
+    );
+    assert!(h.usernames().is_empty(), "no account is created");
+}
+
+/// Each rejected input: (object name, change to the spec, annotation, expected reason,
+/// texts the message must contain).
+#[tokio::test]
+async fn invalid_input_rejected_with_event() {
+    let mut h = Harness::start().await;
+    h.put_supplier(&supplier_object(false));
+
+    let tomorrow = day(1).to_string();
+    let cases: [(&str, Value, &str, &[&str]); 4] = [
+        (
+            "unknown-group",
+            json!({"groups": ["Domain Admins"]}),
+            "InvalidSpec",
+            &["spec.groups", "Domain Admins"],
+        ),
+        (
+            "dates-reversed",
+            json!({"validUntil": day(-20).to_string()}),
+            "InvalidSpec",
+            &["spec.validUntil", &day(-20).to_string()],
+        ),
+        (
+            "late-creation",
+            json!({"validFrom": tomorrow, "employment": {"start": tomorrow}}),
+            "LateSubmission",
+            &["spec.validFrom", &tomorrow],
+        ),
+        (
+            "other-supplier",
+            json!({"supplier": "hjemmepleje-syd"}),
+            "SupplierNotFound",
+            &["hjemmepleje-syd", "spec.supplier"],
+        ),
+    ];
+
+    for (name, change, reason, texts) in cases {
+        let mut object = user_object(name, "Eva", "Holm");
+        for (field, value) in change.as_object().unwrap() {
+            object["spec"][field] = value.clone();
+        }
+        if name == "late-creation" {
+            object["metadata"]["creationTimestamp"] =
+                json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        let user = h.put_user(&object);
+        h.api
+            .expect([status_patch("status", "supplierusers", &object)]);
+        let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+        h.api.finish();
+        assert_eq!(action, Action::requeue(RESYNC), "{name}");
+
+        let status = &h.api.body_of("status")["status"];
+        let ready = condition(status, "Ready");
+        assert_eq!(ready["status"], "False", "{name}");
+        assert_eq!(ready["reason"], reason, "{name}");
+        let message = ready["message"].as_str().unwrap();
+        for text in texts {
+            assert!(message.contains(text), "{name}: {message:?} lacks {text:?}");
+        }
+        assert_eq!(h.api.event_reasons(), [reason], "{name}");
+        let events = h.api.events();
+        assert_eq!(events[0]["type"], "Warning", "{name}");
+        assert_eq!(events[0]["note"], message, "{name}");
+        assert!(h.usernames().is_empty(), "{name}: AD must stay untouched");
+        h.api.clear();
+    }
+
+    // The same object from the git source was accepted by a reviewer's merge, so a late
+    // creation is applied.
+    let mut object = user_object("late-from-git", "Ida", "Krogh");
+    object["spec"]["validFrom"] = json!(tomorrow);
+    object["spec"]["employment"]["start"] = json!(tomorrow);
+    object["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "0123456789abcdef"});
+    let user = h.put_user(&object);
+    create_organizational_unit(&mut h).await;
+    h.api
+        .expect([status_patch("status", "supplierusers", &object)]);
+    reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    let status = &h.api.body_of("status")["status"];
+    assert_eq!(status["phase"], "Pending", "{status}");
+    assert_eq!(status["lastAppliedCommit"], "0123456789abcdef");
+    let ida = h.account("ida.krogh").expect("ida.krogh created");
+    assert!(!is_enabled(&ida), "disabled until validFrom");
+}
+
+#[tokio::test]
+async fn directory_down_backs_off() {
+    let mut h = Harness::start().await;
+    let object = user_object("frida-lund", "Frida", "Lund");
+    let user = h.put_user(&object);
+    create_organizational_unit(&mut h).await;
+    h.dc.stop();
+
+    h.api
+        .expect([status_patch("status", "supplierusers", &object)]);
+    let error = reconcile_user(user.clone(), h.ctx.clone())
+        .await
+        .expect_err("AD is down");
+    h.api.finish();
+    let text = error.to_string();
+    assert!(text.contains("directory"), "{text}");
+    let status = &h.api.body_of("status")["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "DirectoryUnavailable");
+    assert_eq!(
+        condition(status, "Synced")["reason"],
+        "DirectoryUnavailable"
+    );
+
+    let waits: Vec<Action> = (0..3)
+        .map(|_| error_policy(user.clone(), &error, h.ctx.clone()))
+        .collect();
+    assert_eq!(
+        waits,
+        [
+            Action::requeue(Duration::from_secs(5)),
+            Action::requeue(Duration::from_secs(10)),
+            Action::requeue(Duration::from_secs(20)),
+        ]
+    );
+    assert!(matches!(error, ControllerError::Finalizer { .. }));
+}
+
+/// A status write changes neither the generation nor the finalizers, so the trigger
+/// predicate drops its watch event; a spec change, a deletion and a new finalizer pass.
+#[tokio::test]
+async fn status_write_starts_no_reconcile() {
+    let base = user_object("gustav-berg", "Gustav", "Berg");
+    let mut status_written = base.clone();
+    status_written["metadata"]["resourceVersion"] = json!("201");
+    status_written["status"] = json!({"phase": "Active"});
+    let mut without_finalizer = base.clone();
+    without_finalizer["metadata"]["finalizers"] = json!([]);
+    let mut spec_changed = status_written.clone();
+    spec_changed["metadata"]["generation"] = json!(2);
+    spec_changed["spec"]["surname"] = json!("Bergholt");
+    let mut second_status = spec_changed.clone();
+    second_status["status"] = json!({"phase": "Active", "observedGeneration": 2});
+
+    let objects: Vec<SupplierUser> = [
+        &without_finalizer,
+        &base,
+        &status_written,
+        &spec_changed,
+        &second_status,
+    ]
+    .into_iter()
+    .map(|v| serde_json::from_value(v.clone()).unwrap())
+    .collect();
+    let events = futures::stream::iter(objects.into_iter().map(Ok::<_, watcher::Error>));
+    let passed: Vec<SupplierUser> = events
+        .predicate_filter(controller::reconcile_trigger, Default::default())
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let seen: Vec<(Option<i64>, usize)> = passed
+        .iter()
+        .map(|u| {
+            (
+                u.metadata.generation,
+                u.metadata.finalizers.as_ref().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [(Some(1), 0), (Some(1), 1), (Some(2), 1)]);
+}
