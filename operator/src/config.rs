@@ -81,6 +81,10 @@ struct RawController {
     namespace: Option<String>,
     #[serde(default = "default_resync_seconds")]
     resync_seconds: u64,
+    #[serde(default)]
+    git_source: bool,
+    #[serde(default = "default_git_source_interval_seconds")]
+    git_source_interval_seconds: u64,
 }
 
 impl Default for RawController {
@@ -88,6 +92,8 @@ impl Default for RawController {
         Self {
             namespace: None,
             resync_seconds: default_resync_seconds(),
+            git_source: false,
+            git_source_interval_seconds: default_git_source_interval_seconds(),
         }
     }
 }
@@ -169,6 +175,9 @@ fn default_connections() -> usize {
 fn default_timeout_seconds() -> u64 {
     30
 }
+fn default_git_source_interval_seconds() -> u64 {
+    ControllerSettings::DEFAULT_GIT_SOURCE_INTERVAL.as_secs()
+}
 fn default_resync_seconds() -> u64 {
     ControllerSettings::DEFAULT_RESYNC.as_secs()
 }
@@ -211,11 +220,18 @@ pub struct ControllerSettings {
     /// Time between two reconciles of an unchanged object, which finds changes made by hand
     /// in AD.
     pub resync_interval: Duration,
+    /// Whether the controller applies the repository's files as objects (git source mode).
+    pub git_source: bool,
+    /// Time between two fetches of the repository in git source mode; a push webhook
+    /// starts one at once.
+    pub git_source_interval: Duration,
 }
 
 impl ControllerSettings {
     /// Default resync interval: ten minutes.
     pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+    /// Default interval of git source mode: one minute.
+    pub const DEFAULT_GIT_SOURCE_INTERVAL: Duration = Duration::from_secs(60);
 }
 
 impl Default for ControllerSettings {
@@ -223,6 +239,8 @@ impl Default for ControllerSettings {
         Self {
             namespace: None,
             resync_interval: Self::DEFAULT_RESYNC,
+            git_source: false,
+            git_source_interval: Self::DEFAULT_GIT_SOURCE_INTERVAL,
         }
     }
 }
@@ -315,6 +333,12 @@ impl Config {
                 "0 is not a resync interval; use a number of seconds such as 600".to_owned(),
             ));
         }
+        if raw.controller.git_source_interval_seconds == 0 {
+            return Err(invalid(
+                "controller.gitSourceIntervalSeconds",
+                "0 is not an interval; use a number of seconds such as 60".to_owned(),
+            ));
+        }
         let controller_namespace = raw.controller.namespace.map(|n| n.trim().to_owned());
         if controller_namespace.as_deref() == Some("") {
             return Err(invalid(
@@ -386,6 +410,10 @@ impl Config {
             controller: ControllerSettings {
                 namespace: controller_namespace,
                 resync_interval: Duration::from_secs(raw.controller.resync_seconds),
+                git_source: raw.controller.git_source,
+                git_source_interval: Duration::from_secs(
+                    raw.controller.git_source_interval_seconds,
+                ),
             },
         })
     }
@@ -484,6 +512,35 @@ credentials:
             Some("leverandoerer")
         );
         assert_eq!(config.controller.resync_interval, Duration::from_secs(120));
+        assert!(!config.controller.git_source);
+    }
+
+    #[test]
+    fn git_source_settings_read() {
+        let config = load(&format!(
+            "{EXAMPLE}controller:\n  gitSource: true\n  gitSourceIntervalSeconds: 30\n"
+        ))
+        .unwrap();
+
+        assert!(config.controller.git_source);
+        assert_eq!(
+            config.controller.git_source_interval,
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn zero_git_source_interval_rejected() {
+        let error = load(&format!(
+            "{EXAMPLE}controller:\n  gitSourceIntervalSeconds: 0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+
+        assert!(
+            error.contains("controller.gitSourceIntervalSeconds"),
+            "{error}"
+        );
     }
 
     #[test]

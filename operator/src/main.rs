@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
 use adgang::config::{Config, ConfigError};
-use adgang::controller;
+use adgang::controller::{
+    self, leader,
+    leader::{LeaderElector, LeaderSettings},
+};
 use adgang::credentials::FileSink;
 use adgang::directory::LdapDirectory;
 use adgang::output;
@@ -101,6 +104,39 @@ struct ValidateArgs {
     format: ValidateFormat,
 }
 
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Configuration file (YAML).
+    #[arg(
+        long,
+        short,
+        env = "ADGANG_CONFIG",
+        default_value = "/etc/adgang/config.yaml"
+    )]
+    config: PathBuf,
+
+    /// Applies the repository's files as Supplier and SupplierUser objects and deletes the
+    /// labelled objects whose file is gone (git source mode). controller.gitSource in the
+    /// configuration turns it on as well.
+    #[arg(long)]
+    git_source: bool,
+
+    /// Address of the HTTP server for /metrics, /healthz, /readyz and push webhooks. The
+    /// webhook secret comes from ADGANG_WEBHOOK_SECRET or the file named by
+    /// ADGANG_WEBHOOK_SECRET_FILE; without one, the webhooks are disabled.
+    #[arg(long, value_name = "ADDRESS", default_value = server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+
+    /// Lifts the mass-deletion guard of git source mode for this supplier (repeatable).
+    #[arg(long, value_name = "SUPPLIER")]
+    allow_mass_deletion: Vec<String>,
+
+    /// Accepts this head commit in git source mode although it does not descend from the
+    /// last applied commit. Check the branch's history first.
+    #[arg(long, value_name = "COMMIT")]
+    accept_rewritten_history: Option<String>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ValidateFormat {
     Text,
@@ -134,16 +170,7 @@ enum Command {
     Validate(ValidateArgs),
     /// Runs the Kubernetes controller for the Supplier and SupplierUser objects of one
     /// namespace (controller.namespace in the configuration, else the pod's namespace).
-    Controller {
-        /// Configuration file (YAML).
-        #[arg(
-            long,
-            short,
-            env = "ADGANG_CONFIG",
-            default_value = "/etc/adgang/config.yaml"
-        )]
-        config: PathBuf,
-    },
+    Controller(ControllerArgs),
     /// Prints the CustomResourceDefinitions of Supplier and SupplierUser.
     Crd {
         /// Writes one file per CRD into this folder instead of printing them.
@@ -198,7 +225,7 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan(common) => run_once(&common, false, None).await,
-        Command::Controller { config } => match run_controller(&config).await {
+        Command::Controller(args) => match run_controller(&args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!("{e:#}");
@@ -221,7 +248,7 @@ async fn run(command: Command) -> ExitCode {
                 eprintln!("error: --interval must be at least 1 second");
                 return ExitCode::from(2);
             }
-            let (metrics, trigger) = match start_server(listen, &common).await {
+            let (metrics, trigger, _) = match start_server(listen, &common.config).await {
                 Ok(started) => started,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -300,19 +327,20 @@ async fn run_once(common: &Common, apply: bool, metrics: Option<&Metrics>) -> Ex
     }
 }
 
-/// Starts the HTTP server of `sync --interval` in the background and returns the metrics it
-/// serves and the trigger that push webhooks fire.
+/// Starts the HTTP server of `sync --interval` and `controller` in the background with a
+/// readiness check of the directory, and returns the metrics it serves, the trigger that push
+/// webhooks fire, and the readiness checks, to which the caller may add.
 async fn start_server(
     listen: SocketAddr,
-    common: &Common,
-) -> anyhow::Result<(Metrics, SyncTrigger)> {
+    config_path: &Path,
+) -> anyhow::Result<(Metrics, SyncTrigger, Readiness)> {
     let mut config = ServerConfig::new(listen);
     config.webhook_secret = WebhookSecret::from_env()?;
 
     // The check connects on its first run with the settings of that moment, then reuses the
     // connection pool, which reopens connections that the server closed.
     let readiness = Readiness::new();
-    let config_path = common.config.clone();
+    let config_path = config_path.to_owned();
     let directory = Arc::new(tokio::sync::OnceCell::<LdapDirectory>::new());
     readiness.register("directory", move || {
         let config_path = config_path.clone();
@@ -329,9 +357,9 @@ async fn start_server(
 
     let metrics = Metrics::new();
     let trigger = SyncTrigger::new();
-    let server = Server::bind(config, metrics.clone(), readiness, trigger.clone()).await?;
+    let server = Server::bind(config, metrics.clone(), readiness.clone(), trigger.clone()).await?;
     tokio::spawn(server.serve(std::future::pending()));
-    Ok((metrics, trigger))
+    Ok((metrics, trigger, readiness))
 }
 
 /// Runs one plan or sync. With `count_users`, also returns the accounts by supplier and phase
@@ -393,27 +421,77 @@ async fn reconcile(
     Ok((report, counts))
 }
 
-/// Runs `adgang controller` until interrupted. The write gate is always open here: the
-/// leader election that closes it on standby replicas is wired in separately.
-async fn run_controller(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+/// Runs `adgang controller` until SIGINT or SIGTERM: the HTTP server, the leader election,
+/// the reconcile loop, the user gauges and, when enabled, git source mode. Only the leader
+/// writes; on shutdown the leader releases the lease.
+async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
     let namespace = controller::watched_namespace(config.controller.namespace.as_deref());
+    let identity = leader::holder_identity()?;
     let client = kube::Client::try_default()
         .await
         .context("failed to configure the Kubernetes client (in-cluster or kubeconfig)")?;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopping = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+
+    let (metrics, trigger, readiness) = start_server(args.listen, &args.config).await?;
+    controller::readiness::register_api_server_check(&readiness, client.clone());
+
+    let settings = LeaderSettings::new(&identity);
+    let (leading, election) = LeaderElector::new(client.clone(), settings).spawn(stopping());
+    info!(%namespace, %identity, "starting the controller");
+
+    if config.controller.git_source || args.git_source {
+        let options = SyncOptions {
+            accept_rewritten_history: args.accept_rewritten_history.clone(),
+            allow_mass_deletion: args.allow_mass_deletion.clone(),
+        };
+        tokio::spawn(controller::git_source::run_loop(
+            config.clone(),
+            client.clone(),
+            namespace.clone(),
+            options,
+            trigger,
+            leading.clone(),
+            config.controller.git_source_interval,
+            stopping(),
+        ));
+    }
+
+    let gauge_directory = LdapDirectory::connect(config.directory.clone()).await?;
+    tokio::spawn(controller::gauges::run_user_gauges(
+        gauge_directory,
+        metrics,
+        config.controller.resync_interval,
+        config.time_zone,
+        leading.clone(),
+        stopping(),
+    ));
+
     let directory = LdapDirectory::connect(config.directory.clone()).await?;
     let sink = Arc::new(FileSink::new(&config.credentials_dir));
-    let (_gate, may_write) = tokio::sync::watch::channel(true);
-    info!(namespace = %namespace, "starting the controller");
     let controllers = controller::Controllers::new(
         client,
         &namespace,
         directory,
         sink,
         controller::ControllerConfig::from_config(&config),
-        may_write,
+        leading,
     );
-    controllers.run(shutdown_signal()).await;
+    controllers.run(stopping()).await;
+
+    // The election releases the lease once it sees the stop.
+    election.await.context("the leader election task failed")?;
     Ok(())
 }
 

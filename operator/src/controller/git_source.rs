@@ -16,19 +16,23 @@ mod decide;
 mod fixtures;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 use crate::authorization::CommitProblem;
 use crate::config::Config;
 use crate::desired::FileError;
 use crate::resources::{API_VERSION, Supplier, SupplierUser};
+use crate::server::SyncTrigger;
 use crate::source::{GitSource, SourceError, StateStore};
 use crate::sync::{self, CommitSummary, SyncError, SyncOptions, Verified};
 
@@ -262,6 +266,82 @@ pub async fn run(
         failures,
         recorded,
     })
+}
+
+/// Runs git source mode until `stop` completes: at once, then after each `interval` and at
+/// each `trigger`, but only while `leading` is true. Losing the lease cancels a run in
+/// progress, so a replica that does not lead sends no write.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_loop(
+    config: Config,
+    client: Client,
+    namespace: String,
+    options: SyncOptions,
+    trigger: SyncTrigger,
+    mut leading: watch::Receiver<bool>,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    info!(%namespace, interval_seconds = interval.as_secs(), "starting git source mode");
+    loop {
+        let is_leader = *leading.borrow_and_update();
+        if !is_leader {
+            tokio::select! {
+                () = &mut stop => return,
+                changed = leading.wait_for(|l| *l) => if changed.is_err() { return },
+            }
+        }
+
+        let started = Instant::now();
+        tokio::select! {
+            () = &mut stop => return,
+            _ = leading.wait_for(|l| !*l) => {
+                warn!("lost the lease; cancelled the git source run");
+                continue;
+            }
+            result = run(&config, &client, &namespace, &options) => {
+                log_run(&result, started.elapsed());
+            }
+        }
+
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+            () = trigger.fired() => info!("running git source mode now: a push webhook arrived"),
+            _ = leading.wait_for(|l| !*l) => {}
+        }
+    }
+}
+
+/// Logs the outcome of one run, each problem once.
+fn log_run(result: &Result<GitSourceReport, GitSourceError>, duration: Duration) {
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            error!(%error, "git source run failed; nothing was applied");
+            return;
+        }
+    };
+    for file_error in &report.file_errors {
+        warn!(path = %file_error.path, error = %file_error, "invalid file; its object is kept as it is");
+    }
+    for problem in &report.unauthorised {
+        warn!(commit = %problem.commit, error = %problem.message, "unauthorised commit; its supplier is kept as it is");
+    }
+    for (name, paths) in &report.name_conflicts {
+        warn!(name, paths = ?paths, "several suppliers declare this SupplierUser name; none is applied");
+    }
+    info!(
+        commit = %report.commit.id,
+        applied = report.applied.len(),
+        pruned = report.pruned.len(),
+        kept = report.kept.len(),
+        failed = report.failures.len(),
+        recorded = report.recorded,
+        seconds = duration.as_secs_f64(),
+        "git source run finished"
+    );
 }
 
 /// Lists the objects of one kind that carry the managed-by label.

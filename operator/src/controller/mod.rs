@@ -21,8 +21,9 @@
 //! [`leader`] elects one replica with a `coordination.k8s.io/v1` Lease and provides that
 //! gate. [`git_source`] turns the git repository into `Supplier` and `SupplierUser` objects
 //! with server-side apply and prunes the ones whose file is gone. [`readiness`] adds the API
-//! server to the checks behind `/readyz`.
+//! server to the checks behind `/readyz`, and [`gauges`] sets the user gauges from AD.
 
+pub mod gauges;
 pub mod git_source;
 pub mod leader;
 #[cfg(test)]

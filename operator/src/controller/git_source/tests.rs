@@ -429,3 +429,40 @@ async fn rewritten_history_refused() {
         "no request after a refused history"
     );
 }
+
+#[tokio::test]
+async fn standby_sends_nothing_until_leading() {
+    let fixture = Fixture::new();
+    fixture.commit(&supplier_files(&[]));
+    let (client, mock) = MockApi::start(
+        NAMESPACE,
+        vec![list_suppliers(vec![]), list_users(vec![]), apply_supplier()],
+    );
+    let (lead, leading) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_loop(
+        fixture.config.clone(),
+        client,
+        NAMESPACE.to_owned(),
+        SyncOptions::default(),
+        SyncTrigger::new(),
+        leading,
+        Duration::from_secs(3600),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let while_standby = mock.requests().len();
+    lead.send(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock.requests().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    assert_eq!(while_standby, 0, "a standby replica sends no request");
+    mock.assert_done();
+}
