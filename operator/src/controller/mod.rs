@@ -16,7 +16,8 @@
 //! which ignores status-only changes, so a status write never starts another reconcile.
 //!
 //! [`run`] takes a `may_write` gate. While it is false, reconciles write nothing (neither AD
-//! nor the API server), so a leader election can hold a standby replica back.
+//! nor the API server), so a leader election can hold a standby replica back. A reconcile in
+//! progress stops at its next `.await` when the gate closes ([`run_while_open`]).
 //!
 //! [`leader`] elects one replica with a `coordination.k8s.io/v1` Lease and provides that
 //! gate. [`git_source`] turns the git repository into `Supplier` and `SupplierUser` objects
@@ -237,6 +238,25 @@ impl<D: Directory> Context<D> {
     }
 }
 
+/// Runs `work` until it completes or `gate` turns false, and returns `None` in the second
+/// case. The work is then dropped at its next `.await`, so a replica that lost the lease
+/// sends no further request. Reconciles are idempotent, so the next leader completes what
+/// was cut off. A gate whose sender is gone keeps its last value.
+pub async fn run_while_open<F: Future>(
+    mut gate: watch::Receiver<bool>,
+    work: F,
+) -> Option<F::Output> {
+    let closed = async move {
+        if gate.wait_for(|open| !*open).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        output = work => Some(output),
+        () = closed => None,
+    }
+}
+
 /// Returns the namespace to watch: the configured one, else the pod's own, else
 /// [`DEFAULT_NAMESPACE`].
 pub fn watched_namespace(configured: Option<&str>) -> String {
@@ -371,5 +391,47 @@ impl<D: Directory + 'static> Controllers<D> {
         });
         futures::join!(users, suppliers);
         info!("controller stopped");
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn closed_gate_stops_work() {
+        let (gate, may_write) = watch::channel(true);
+        let work = tokio::spawn(run_while_open(may_write, std::future::pending::<()>()));
+
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        gate.send(false).unwrap();
+        let output = tokio::time::timeout(Duration::from_secs(5), work).await;
+
+        assert_eq!(output.unwrap().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn open_gate_lets_work_finish() {
+        let (_gate, may_write) = watch::channel(true);
+
+        let output = run_while_open(may_write, async { 7 }).await;
+
+        assert_eq!(output, Some(7));
+    }
+
+    #[tokio::test]
+    async fn dropped_sender_keeps_gate_open() {
+        let (gate, may_write) = watch::channel(true);
+        drop(gate);
+
+        let output = run_while_open(may_write, async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            "done"
+        })
+        .await;
+
+        assert_eq!(output, Some("done"));
     }
 }

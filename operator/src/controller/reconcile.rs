@@ -19,7 +19,10 @@ use super::status::{
     ConditionState, EXPIRING, READY, SUSPENDED, SYNCED, apply_supplier_status, apply_user_status,
     find, merge_conditions,
 };
-use super::{BACKOFF_START, COMMIT_ANNOTATION, Context, ControllerError, FINALIZER, STANDBY_RETRY};
+use super::{
+    BACKOFF_START, COMMIT_ANNOTATION, Context, ControllerError, FINALIZER, STANDBY_RETRY,
+    run_while_open,
+};
 use crate::calendar::Calendar;
 use crate::desired::{self, DesiredState, FileError};
 use crate::directory::Directory;
@@ -46,14 +49,17 @@ pub async fn reconcile_user<D: Directory>(
     let object = describe_object(&*user);
     let span = info_span!("reconcile", supplier = %user.spec.supplier, user = %user.name_any());
     let api: Api<SupplierUser> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let result = finalizer(&api, FINALIZER, user, |event| async {
+    let work = finalizer(&api, FINALIZER, user, |event| async {
         match event {
             FinalizerEvent::Apply(user) => apply_user(&user, &ctx).await,
             FinalizerEvent::Cleanup(user) => cleanup_user(&user, &ctx).await,
         }
     })
-    .instrument(span)
-    .await;
+    .instrument(span);
+    let Some(result) = run_while_open(ctx.may_write.clone(), work).await else {
+        warn!(object, "the write gate closed; stopped the reconcile");
+        return Ok(Requeue::requeue(STANDBY_RETRY));
+    };
     match result {
         Ok(requeue) => {
             ctx.record_success(&object);
@@ -76,7 +82,12 @@ pub async fn reconcile_supplier<D: Directory>(
     }
     let object = describe_object(&*supplier);
     let span = info_span!("reconcile", supplier = %supplier.name_any());
-    let requeue = apply_supplier(&supplier, &ctx).instrument(span).await?;
+    let work = apply_supplier(&supplier, &ctx).instrument(span);
+    let Some(result) = run_while_open(ctx.may_write.clone(), work).await else {
+        warn!(object, "the write gate closed; stopped the reconcile");
+        return Ok(Requeue::requeue(STANDBY_RETRY));
+    };
+    let requeue = result?;
     ctx.record_success(&object);
     Ok(requeue)
 }
