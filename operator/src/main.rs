@@ -412,7 +412,7 @@ async fn reconcile(
         match directory.snapshot(&BTreeSet::new(), &BTreeSet::new()).await {
             Ok(snapshot) => Some(snapshot),
             Err(e) => {
-                warn!(error = %e, "failed to read AD for the user gauges; they keep their values");
+                warn!(error = %e, "failed to read AD for the user gauges, so they keep their values");
                 None
             }
         }

@@ -1,5 +1,5 @@
 //! The user gauges of the controller: the leader reads AD once per resync interval and sets
-//! `adgang_users` and `adgang_users_access_ending_soon` from what it holds.
+//! `adgang_users` and `adgang_users_access_ending_soon` from the accounts it contains.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -34,7 +34,7 @@ pub async fn run_user_gauges<D: Directory>(
                     debug!(accounts = snapshot.accounts.len(), "set the user gauges");
                 }
                 Err(error) => {
-                    warn!(%error, "failed to read AD for the user gauges; they keep their values")
+                    warn!(%error, "failed to read AD for the user gauges, so they keep their values")
                 }
             }
         } else {

@@ -43,7 +43,7 @@ pub use decide::{
 
 /// Field manager of git source mode's server-side apply requests.
 pub const FIELD_MANAGER: &str = "adgang-git-source";
-/// Label that marks an object as created from the repository; only such objects are pruned.
+/// Label that marks an object as created from the repository. Only such objects are pruned.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "adgang-git-source";
@@ -180,7 +180,18 @@ pub async fn run(
     let mut failures = Vec::new();
     let mut applied = Vec::new();
     for object in &decision.apply {
-        let manifest = manifest(object, &commit.id);
+        let manifest = match manifest(object, &commit.id) {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                error!(object = %object.object, %error, "failed to serialise the object");
+                failures.push(ApiFailure {
+                    object: object.object.clone(),
+                    action: "apply",
+                    error: error.to_string(),
+                });
+                continue;
+            }
+        };
         // Force only takes over fields of objects this mode already manages. An object made
         // by hand with the same name keeps its fields, and the conflict is reported.
         let mut params = PatchParams::apply(FIELD_MANAGER);
@@ -297,7 +308,7 @@ pub async fn run_loop(
         tokio::select! {
             () = &mut stop => return,
             _ = leading.wait_for(|l| !*l) => {
-                warn!("lost the lease; cancelled the git source run");
+                warn!("cancelled the git source run because the lease was lost");
                 continue;
             }
             result = run(&config, &client, &namespace, &options) => {
@@ -319,18 +330,18 @@ fn log_run(result: &Result<GitSourceReport, GitSourceError>, duration: Duration)
     let report = match result {
         Ok(report) => report,
         Err(error) => {
-            error!(%error, "git source run failed; nothing was applied");
+            error!(%error, "git source run failed, so nothing was applied");
             return;
         }
     };
     for file_error in &report.file_errors {
-        warn!(path = %file_error.path, error = %file_error, "invalid file; its object is kept as it is");
+        warn!(path = %file_error.path, error = %file_error, "invalid file, so its object is kept as it is");
     }
     for problem in &report.unauthorised {
-        warn!(commit = %problem.commit, error = %problem.message, "unauthorised commit; its supplier is kept as it is");
+        warn!(commit = %problem.commit, error = %problem.message, "unauthorised commit, so its supplier is kept as it is");
     }
     for (name, paths) in &report.name_conflicts {
-        warn!(name, paths = ?paths, "several suppliers declare this SupplierUser name; none is applied");
+        warn!(name, paths = ?paths, "several suppliers declare this SupplierUser name, so none is applied");
     }
     info!(
         commit = %report.commit.id,
@@ -389,14 +400,12 @@ where
 }
 
 /// Returns the apply configuration of one object: the fields this mode owns.
-fn manifest(object: &DesiredObject, commit: &str) -> Value {
+fn manifest(object: &DesiredObject, commit: &str) -> Result<Value, serde_json::Error> {
     let spec = match &object.spec {
-        DesiredSpec::Supplier(spec) => serde_json::to_value(spec),
-        DesiredSpec::SupplierUser(spec) => serde_json::to_value(spec),
-    }
-    // The specs are plain data with string keys, so serialising them cannot fail.
-    .unwrap_or(Value::Null);
-    json!({
+        DesiredSpec::Supplier(spec) => serde_json::to_value(spec)?,
+        DesiredSpec::SupplierUser(spec) => serde_json::to_value(spec)?,
+    };
+    Ok(json!({
         "apiVersion": API_VERSION,
         "kind": object.object.kind.as_str(),
         "metadata": {
@@ -408,7 +417,7 @@ fn manifest(object: &DesiredObject, commit: &str) -> Value {
             },
         },
         "spec": spec,
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! sleeps, which a test cannot step through. The protocol is small, so this module
 //! implements it on `Api<Lease>`. Every write is a create or a replace that carries the
 //! `resourceVersion` that was read, so of two replicas that race, the API server accepts one
-//! and answers the other with 409 Conflict.
+//! and rejects the other with 409 Conflict.
 //!
 //! Timing: the leader renews every `renew_interval` and gives each attempt at most
 //! `renew_interval`. A failed, rejected or timed-out renewal sets the `leading` flag to false
@@ -36,7 +36,7 @@ pub const POD_NAME_ENV: &str = "POD_NAME";
 /// A leader election that cannot start or a Lease request that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    /// The API server rejected or did not answer a request for the Lease.
+    /// A request for the Lease failed or the API server rejected it.
     #[error("failed to {action} Lease {namespace}/{name}: {source}")]
     Api {
         action: &'static str,

@@ -1,4 +1,4 @@
-//! A `tower` service that stands in for the Kubernetes API server in tests. It replays a
+//! A `tower` service that replaces the Kubernetes API server in tests. It replays a
 //! script of replies in the shapes the API server sends and records each request, so a test
 //! can check both what the code sent and how it handled each reply.
 
@@ -58,8 +58,8 @@ pub struct MockApi {
 }
 
 impl MockApi {
-    /// Creates a client in namespace `namespace` whose requests the mock answers from
-    /// `script`, in order.
+    /// Creates a client in namespace `namespace` whose requests get the replies of `script`,
+    /// in order.
     pub fn start(namespace: &str, script: Vec<Exchange>) -> (Client, MockApi) {
         let shared = Arc::new(Mutex::new(Shared {
             script: script.into(),

@@ -7,7 +7,7 @@ use crate::server::Readiness;
 /// Name under which `/readyz` lists the API server check when it fails.
 pub const API_SERVER_CHECK: &str = "api-server";
 
-/// Registers a check that the API server answers `GET /version`, a request that every
+/// Registers a check that the API server responds to `GET /version`, a request that every
 /// authenticated client may make and that reads no objects.
 pub fn register_api_server_check(readiness: &Readiness, client: Client) {
     readiness.register(API_SERVER_CHECK, move || {
@@ -44,7 +44,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ready_only_when_both_answer() {
+    async fn ready_only_when_both_respond() {
         let unavailable = status_body(
             503,
             "ServiceUnavailable",

@@ -76,7 +76,7 @@ pub struct DesiredObject {
     pub spec: DesiredSpec,
 }
 
-/// Why a labelled object whose file is not applied stays in the cluster.
+/// Reason that a labelled object whose file is not applied stays in the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "camelCase")]
 pub enum KeepReason {
@@ -102,7 +102,7 @@ pub struct Kept {
     pub reason: KeepReason,
 }
 
-/// What one git source run applies, prunes and keeps.
+/// Objects that one git source run applies, prunes and keeps.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
     pub apply: Vec<DesiredObject>,

@@ -114,8 +114,8 @@ fn supplier_files(users: &[&str]) -> Vec<(String, Option<String>)> {
     files
 }
 
-/// Returns object metadata as the API server returns it; `managed` adds the label and the
-/// annotations that git source mode writes.
+/// Returns object metadata as the API server returns it. With `managed`, it also has the
+/// label and the annotations that git source mode writes.
 fn metadata(name: &str, path: &str, managed: bool) -> Value {
     let mut metadata = json!({
         "name": name,

@@ -16,7 +16,7 @@ fn supplier_files(supplier: &str, users: &[&str]) -> Vec<(String, String)> {
     files
 }
 
-/// A labelled user object whose file was `suppliers/<supplier>/users/<name>.yaml`.
+/// Returns a labelled user object whose file is `suppliers/<supplier>/users/<name>.yaml`.
 fn managed_user(supplier: &str, name: &str) -> ClusterObject {
     ClusterObject {
         object: ObjectRef::new(ObjectKind::SupplierUser, name),
