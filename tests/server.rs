@@ -454,7 +454,8 @@ async fn metrics_parse_with_values() {
     assert_eq!(last_success, 1_799_042_400.0);
 }
 
-/// An account that Adgang created for `supplier`, whose last day of access is `last_day`.
+/// Returns an account that Adgang created for `supplier`, whose last day of access is
+/// `last_day`.
 fn linked_account(supplier: &str, name: &str, enabled: bool, last_day: NaiveDate) -> Account {
     Account {
         dn: format!("CN={name},OU={supplier},OU=Leverandoerer,DC=adgang,DC=test"),
@@ -502,7 +503,7 @@ async fn user_gauges_from_snapshot() {
     assert_eq!(value(&samples, "adgang_users", &nord("Expired")), 1.0);
     let syd = [("supplier", "pleje-syd"), ("phase", "Active")];
     assert_eq!(value(&samples, "adgang_users", &syd), 1.0);
-    // Last days 4 and 18 January are within 14 days of 4 January; 19 January is not.
+    // Last days 4 and 18 January are within 14 days of 4 January, but 19 January is not.
     let ending = [("supplier", "omsorg-nord")];
     assert_eq!(
         value(&samples, "adgang_users_access_ending_soon", &ending),

@@ -222,8 +222,8 @@ pub struct ControllerSettings {
     pub resync_interval: Duration,
     /// Whether the controller applies the repository's files as objects (git source mode).
     pub git_source: bool,
-    /// Time between two fetches of the repository in git source mode; a push webhook
-    /// starts one at once.
+    /// Time between two fetches of the repository in git source mode. A push webhook starts
+    /// one at once.
     pub git_source_interval: Duration,
 }
 

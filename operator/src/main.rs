@@ -123,7 +123,7 @@ struct ControllerArgs {
 
     /// Address of the HTTP server for /metrics, /healthz, /readyz and push webhooks. The
     /// webhook secret comes from ADGANG_WEBHOOK_SECRET or the file named by
-    /// ADGANG_WEBHOOK_SECRET_FILE; without one, the webhooks are disabled.
+    /// ADGANG_WEBHOOK_SECRET_FILE. Without one, the webhooks are disabled.
     #[arg(long, value_name = "ADDRESS", default_value = server::DEFAULT_LISTEN)]
     listen: SocketAddr,
 
@@ -363,7 +363,7 @@ async fn start_server(
 }
 
 /// Runs one plan or sync. With `count_users`, also returns the accounts by supplier and phase
-/// as AD holds them after the run.
+/// as read from AD after the run.
 async fn reconcile(
     config: &Config,
     common: &Common,
@@ -423,7 +423,7 @@ async fn reconcile(
 
 /// Runs `adgang controller` until SIGINT or SIGTERM: the HTTP server, the leader election,
 /// the reconcile loop, the user gauges and, when enabled, git source mode. Only the leader
-/// writes; on shutdown the leader releases the lease.
+/// writes, and on shutdown the leader releases the lease.
 async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let namespace = controller::watched_namespace(config.controller.namespace.as_deref());
@@ -490,7 +490,7 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     );
     controllers.run(stopping()).await;
 
-    // The election releases the lease once it sees the stop.
+    // The election releases the lease when the stop is signalled.
     election.await.context("the leader election task failed")?;
     Ok(())
 }

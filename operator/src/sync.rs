@@ -125,7 +125,7 @@ pub struct Prepared {
     pub unauthorised: Vec<CommitProblem>,
     pub late_merges: Vec<String>,
     pub plan: Plan,
-    /// What AD held when the plan was made.
+    /// Snapshot of AD that the plan was made from.
     pub snapshot: DirectorySnapshot,
 }
 
@@ -170,7 +170,7 @@ pub struct Verified {
     pub closing_days: ClosingDays,
 }
 
-/// Fetches the branch, refuses rewritten history unless the operator accepted the head,
+/// Fetches the branch, rejects rewritten history unless the operator accepted the head,
 /// reads the desired state and checks who signed each new commit.
 pub fn verify(
     config: &Config,

@@ -57,7 +57,10 @@ pub async fn reconcile_user<D: Directory>(
     })
     .instrument(span);
     let Some(result) = run_while_open(ctx.may_write.clone(), work).await else {
-        warn!(object, "the write gate closed; stopped the reconcile");
+        warn!(
+            object,
+            "stopped the reconcile because the write gate closed"
+        );
         return Ok(Requeue::requeue(STANDBY_RETRY));
     };
     match result {
@@ -84,7 +87,10 @@ pub async fn reconcile_supplier<D: Directory>(
     let span = info_span!("reconcile", supplier = %supplier.name_any());
     let work = apply_supplier(&supplier, &ctx).instrument(span);
     let Some(result) = run_while_open(ctx.may_write.clone(), work).await else {
-        warn!(object, "the write gate closed; stopped the reconcile");
+        warn!(
+            object,
+            "stopped the reconcile because the write gate closed"
+        );
         return Ok(Requeue::requeue(STANDBY_RETRY));
     };
     let requeue = result?;

@@ -16,7 +16,7 @@ use crate::sync::SyncReport;
 /// Days ahead in which an ending access counts for `adgang_users_access_ending_soon`.
 pub const ENDING_SOON_DAYS: u64 = 14;
 
-/// One supplier's accounts by phase, as AD holds them.
+/// One supplier's accounts by phase, as read from AD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UserCounts {
     /// Disabled accounts whose access has not ended: before `validFrom`, or not yet enabled.
