@@ -127,19 +127,6 @@ pub async fn run(
     options: &SyncOptions,
 ) -> Result<GitSourceReport, GitSourceError> {
     let state = StateStore::new(&state_dir(config));
-    let verified = {
-        let config = config.clone();
-        let state = state.clone();
-        let options = options.clone();
-        // libgit2 blocks on disk and network I/O.
-        tokio::task::spawn_blocking(move || {
-            let source = GitSource::open(&config.repository).map_err(SyncError::from)?;
-            sync::verify(&config, &source, &state, &options)
-        })
-        .await??
-    };
-    let head = verified.head;
-
     let suppliers: Api<Supplier> = Api::namespaced(client.clone(), namespace);
     let users: Api<SupplierUser> = Api::namespaced(client.clone(), namespace);
     let mut existing = list_managed(&suppliers, namespace, |s: &Supplier| {
@@ -152,6 +139,20 @@ pub async fn run(
         })
         .await?,
     );
+    seed_state(&state, config, &existing)?;
+
+    let verified = {
+        let config = config.clone();
+        let state = state.clone();
+        let options = options.clone();
+        // libgit2 blocks on disk and network I/O.
+        tokio::task::spawn_blocking(move || {
+            let source = GitSource::open(&config.repository).map_err(SyncError::from)?;
+            sync::verify(&config, &source, &state, &options)
+        })
+        .await??
+    };
+    let head = verified.head;
 
     let guard = config
         .plan_settings(options.allow_mass_deletion.iter().cloned())
@@ -279,6 +280,42 @@ pub async fn run(
     })
 }
 
+/// Records the commit that the labelled objects carry as the last applied one when this
+/// replica has no record, such as after the lease moved to a replica with an empty state
+/// folder. Without it, the first run of a new leader could not detect rewritten history.
+/// Objects that carry different commits, left by a run that failed part way, give no record.
+fn seed_state(
+    state: &StateStore,
+    config: &Config,
+    existing: &[ClusterObject],
+) -> Result<(), GitSourceError> {
+    if state.last_applied(&config.repository)?.is_some() {
+        return Ok(());
+    }
+    let commits: BTreeSet<&str> = existing
+        .iter()
+        .filter(|o| o.managed)
+        .filter_map(|o| o.commit.as_deref())
+        .collect();
+    let Some(&commit) = commits.first() else {
+        return Ok(());
+    };
+    if commits.len() > 1 {
+        warn!(commits = ?commits, "no record of the last applied commit, and the labelled objects carry several, so this run cannot detect rewritten history");
+        return Ok(());
+    }
+    match git2::Oid::from_str(commit) {
+        Ok(oid) => {
+            state.record_applied(&config.repository, oid)?;
+            info!(%commit, "took the last applied commit from the labelled objects");
+        }
+        Err(error) => {
+            warn!(%commit, %error, "invalid commit annotation on the labelled objects, so this run cannot detect rewritten history");
+        }
+    }
+    Ok(())
+}
+
 /// Runs git source mode until `stop` completes: at once, then after each `interval` and at
 /// each `trigger`, but only while `leading` is true. Losing the lease cancels a run in
 /// progress, so a replica that does not lead sends no write.
@@ -393,6 +430,11 @@ where
                     .annotations
                     .as_ref()
                     .and_then(|a| a.get(SOURCE_PATH_ANNOTATION))
+                    .cloned(),
+                commit: meta
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(COMMIT_ANNOTATION))
                     .cloned(),
             }
         })

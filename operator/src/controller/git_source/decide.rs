@@ -59,6 +59,8 @@ pub struct ClusterObject {
     pub managed: bool,
     /// Value of the source-path annotation.
     pub source_path: Option<String>,
+    /// Value of the commit annotation: the commit the object was last applied from.
+    pub commit: Option<String>,
 }
 
 /// The spec of an object to apply.

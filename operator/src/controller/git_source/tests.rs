@@ -115,7 +115,7 @@ fn supplier_files(users: &[&str]) -> Vec<(String, Option<String>)> {
 }
 
 /// Returns object metadata as the API server returns it. With `managed`, it also has the
-/// label and the annotations that git source mode writes.
+/// label and the source-path annotation that git source mode writes.
 fn metadata(name: &str, path: &str, managed: bool) -> Value {
     let mut metadata = json!({
         "name": name,
@@ -127,10 +127,7 @@ fn metadata(name: &str, path: &str, managed: bool) -> Value {
     });
     if managed {
         metadata["labels"] = json!({ MANAGED_BY_LABEL: MANAGED_BY });
-        metadata["annotations"] = json!({
-            COMMIT_ANNOTATION: "0123456789abcdef0123456789abcdef01234567",
-            SOURCE_PATH_ANNOTATION: path,
-        });
+        metadata["annotations"] = json!({ SOURCE_PATH_ANNOTATION: path });
     }
     metadata
 }
@@ -166,6 +163,12 @@ fn user_object(name: &str, managed: bool) -> Value {
         },
         "status": { "phase": "Active", "username": "testa.testesen" },
     })
+}
+
+/// Returns `object` with the commit annotation that git source mode writes.
+fn applied_from(mut object: Value, commit: &str) -> Value {
+    object["metadata"]["annotations"][COMMIT_ANNOTATION] = json!(commit);
+    object
 }
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
@@ -243,15 +246,18 @@ async fn run_with(fixture: &Fixture, script: Vec<Exchange>) -> (GitSourceReport,
 #[tokio::test]
 async fn removed_file_pruned() {
     let fixture = Fixture::new();
-    let head = fixture.commit(&supplier_files(&["anne-hansen"]));
+    let first = fixture.commit(&supplier_files(&["anne-hansen", "bo-berg"]));
+    let head = fixture.commit(&[removed(user_path(NORD, "bo-berg"))]);
 
+    // The objects come from the first commit, which this replica has no record of, so the
+    // run takes it from their annotations and checks that the head descends from it.
     let (report, mock) = run_with(
         &fixture,
         vec![
-            list_suppliers(vec![supplier_object(true)]),
+            list_suppliers(vec![applied_from(supplier_object(true), &first)]),
             list_users(vec![
-                user_object("anne-hansen", true),
-                user_object("bo-berg", true),
+                applied_from(user_object("anne-hansen", true), &first),
+                applied_from(user_object("bo-berg", true), &first),
             ]),
             apply_supplier(),
             apply_user("anne-hansen"),
@@ -414,19 +420,64 @@ async fn rewritten_history_refused() {
     fixture.commit(&[removed(user_path(NORD, "anne-hansen"))]);
     git(&repo, &["branch", "--quiet", "-M", "rewritten", "main"]);
 
-    let (client, mock) = MockApi::start(NAMESPACE, vec![]);
+    let (client, mock) =
+        MockApi::start(NAMESPACE, vec![list_suppliers(vec![]), list_users(vec![])]);
     let error = run(&fixture.config, &client, NAMESPACE, &SyncOptions::default())
         .await
         .unwrap_err();
 
     assert!(
-        matches!(error, GitSourceError::Sync(SyncError::Source(_))),
+        matches!(
+            error,
+            GitSourceError::Sync(SyncError::Source(SourceError::HistoryRewritten { .. }))
+        ),
         "{error}"
     );
     mock.assert_done();
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "no write after a rejected history"
+    );
+}
+
+#[tokio::test]
+async fn new_leader_rejects_rewritten_history() {
+    let fixture = Fixture::new();
+    let applied = fixture.commit(&supplier_files(&["anne-hansen"]));
+    let repo = fixture.repo();
+    git(&repo, &["checkout", "--quiet", "--orphan", "rewritten"]);
+    fixture.commit(&[removed(user_path(NORD, "anne-hansen"))]);
+    git(&repo, &["branch", "--quiet", "-M", "rewritten", "main"]);
+
+    // This replica's state folder is empty, as on a new leader, and the objects carry the
+    // commit that the previous leader applied.
+    let (client, mock) = MockApi::start(
+        NAMESPACE,
+        vec![
+            list_suppliers(vec![applied_from(supplier_object(true), &applied)]),
+            list_users(vec![applied_from(
+                user_object("anne-hansen", true),
+                &applied,
+            )]),
+        ],
+    );
+    let error = run(&fixture.config, &client, NAMESPACE, &SyncOptions::default())
+        .await
+        .unwrap_err();
+
     assert!(
-        mock.requests().is_empty(),
-        "no request after a refused history"
+        matches!(
+            error,
+            GitSourceError::Sync(SyncError::Source(SourceError::HistoryRewritten { .. }))
+        ),
+        "{error}"
+    );
+    mock.assert_done();
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "no write after a rejected history"
     );
 }
 

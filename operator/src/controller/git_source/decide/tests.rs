@@ -24,6 +24,7 @@ fn managed_user(supplier: &str, name: &str) -> ClusterObject {
         supplier: supplier.to_owned(),
         managed: true,
         source_path: Some(user_path(supplier, name)),
+        commit: None,
     }
 }
 
@@ -34,6 +35,7 @@ fn managed_supplier(supplier: &str) -> ClusterObject {
         supplier: supplier.to_owned(),
         managed: true,
         source_path: Some(supplier_path(supplier)),
+        commit: None,
     }
 }
 
