@@ -62,10 +62,12 @@ impl Harness {
         })
         .await
         .unwrap_or_else(|e| panic!("connect to {}: {e}", dc.url));
+
         let api = ApiServer::new();
         let (user_store, users) = reflector::store();
         let (supplier_store, suppliers) = reflector::store();
         let credentials = tempfile::tempdir().unwrap();
+
         let config = ControllerConfig {
             plan: Settings {
                 managed_base: dc.managed_base.clone(),
@@ -137,7 +139,7 @@ impl Harness {
     }
 }
 
-/// A `Supplier` as the API server returns it.
+/// Returns a `Supplier` as the API server returns it.
 fn supplier_object(suspend: bool) -> Value {
     json!({
         "apiVersion": "adgang.example.org/v1alpha1",
@@ -158,7 +160,7 @@ fn supplier_object(suspend: bool) -> Value {
     })
 }
 
-/// A `SupplierUser` whose access started 10 days ago and ends in 100 days, submitted in
+/// Returns a `SupplierUser` whose access started 10 days ago and ends in 100 days, submitted in
 /// time 40 days ago, with the finalizer in place.
 fn user_object(name: &str, given: &str, surname: &str) -> Value {
     let created = (Utc::now() - Days::days(40))
@@ -243,7 +245,7 @@ async fn create_sets_status_and_events() {
     );
     h.api.clear();
 
-    // With the finalizer, the user waits for its supplier's OU and asks for the Supplier
+    // With the finalizer, the user waits for its supplier's OU and requests the Supplier
     // reconcile that creates it.
     let object = h.put_user(&with_finalizer);
     h.api
@@ -608,7 +610,7 @@ async fn directory_down_backs_off() {
 }
 
 /// A status write changes neither the generation nor the finalizers, so the trigger
-/// predicate drops its watch event; a spec change, a deletion and a new finalizer pass.
+/// predicate drops its watch event. A spec change, a deletion and a new finalizer pass.
 #[tokio::test]
 async fn status_write_starts_no_reconcile() {
     let base = user_object("gustav-berg", "Gustav", "Berg");
@@ -649,4 +651,77 @@ async fn status_write_starts_no_reconcile() {
         })
         .collect();
     assert_eq!(seen, [(Some(1), 0), (Some(1), 1), (Some(2), 1)]);
+}
+
+/// Accounts whose object is gone (its finalizer removed by hand, or deleted while the
+/// controller could not run) are removed by the Supplier reconcile, under the mass-deletion
+/// guard.
+#[tokio::test]
+async fn supplier_removes_orphans_under_guard() {
+    let mut h = Harness::start().await;
+    h.put_supplier(&supplier_object(false));
+    let people = [
+        ("hanne-dahl", "Hanne", "Dahl"),
+        ("ib-frost", "Ib", "Frost"),
+        ("jens-kock", "Jens", "Kock"),
+        ("karen-lind", "Karen", "Lind"),
+    ];
+    let objects: Vec<Value> = people
+        .iter()
+        .map(|(name, given, surname)| user_object(name, given, surname))
+        .collect();
+    let users: Vec<Arc<SupplierUser>> = objects.iter().map(|o| h.put_user(o)).collect();
+    create_organizational_unit(&mut h).await;
+    for (object, user) in objects.iter().zip(&users) {
+        h.api
+            .expect([status_patch("status", "supplierusers", object)]);
+        reconcile_user(user.clone(), h.ctx.clone()).await.unwrap();
+        h.api.finish();
+        h.api.clear();
+    }
+    assert_eq!(h.usernames().len(), 4);
+
+    // All four objects gone at once: more than three deletions and more than a quarter of
+    // the supplier's accounts, so the guard blocks them.
+    for user in &users {
+        h.users
+            .apply_watcher_event(&watcher::Event::Delete((**user).clone()));
+    }
+    let supplier = supplier_object(false);
+    let supplier_ref = h.put_supplier(&supplier);
+    h.api
+        .expect([status_patch("blocked", "suppliers", &supplier)]);
+    reconcile_supplier(supplier_ref.clone(), h.ctx.clone())
+        .await
+        .unwrap();
+    h.api.finish();
+    let status = &h.api.body_of("blocked")["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "MassDeletionBlocked");
+    assert_eq!(status["accounts"], 4);
+    assert_eq!(h.api.event_reasons(), ["MassDeletionBlocked"]);
+    assert_eq!(h.usernames().len(), 4, "the guard keeps every account");
+    h.api.clear();
+
+    // Three objects back: one account is left without its object and is deleted.
+    for user in &users[..3] {
+        h.users
+            .apply_watcher_event(&watcher::Event::Apply((**user).clone()));
+    }
+    h.api
+        .expect([status_patch("removed", "suppliers", &supplier)]);
+    reconcile_supplier(supplier_ref, h.ctx.clone())
+        .await
+        .unwrap();
+    h.api.finish();
+    let status = &h.api.body_of("removed")["status"];
+    assert_eq!(condition(status, "Ready")["status"], "True", "{status}");
+    assert_eq!(status["accounts"], 3);
+    assert_eq!(h.api.event_reasons(), ["Deleted"]);
+    let note = h.api.events()[0]["note"].as_str().unwrap().to_owned();
+    assert!(note.contains("omsorg-nord/karen-lind"), "{note}");
+    let mut left = h.usernames();
+    left.sort();
+    assert_eq!(left, ["hanne.dahl", "ib.frost", "jens.kock"]);
 }

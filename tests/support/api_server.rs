@@ -18,7 +18,7 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 
-/// How a step answers its request.
+/// The reply of a step to its request.
 pub enum Reply {
     /// A fixed status code and JSON body.
     Json(u16, Value),
@@ -207,7 +207,7 @@ pub fn object_path(plural: &str, name: &str) -> String {
     format!("/apis/adgang.example.org/v1alpha1/namespaces/adgang/{plural}/{name}")
 }
 
-/// A step answering the status patch of an object with the object and its new status.
+/// Returns a step that replies to the status patch of an object with the object and its new status.
 pub fn status_patch(name: &'static str, plural: &str, object: &Value) -> Step {
     let object_name = object["metadata"]["name"].as_str().unwrap();
     Step {
@@ -218,7 +218,7 @@ pub fn status_patch(name: &'static str, plural: &str, object: &Value) -> Step {
     }
 }
 
-/// A step answering a JSON patch of an object's finalizers with the object as it then is.
+/// Returns a step that replies to a JSON patch of an object's finalizers with the object as it then is.
 pub fn finalizer_patch(name: &'static str, plural: &str, after: &Value) -> Step {
     let object_name = after["metadata"]["name"].as_str().unwrap();
     Step {

@@ -8,7 +8,8 @@
 //!
 //! - a `SupplierUser` reconcile applies only the actions of that user;
 //! - a `Supplier` reconcile creates the supplier's OU and deletes accounts whose object is
-//!   gone, under the plan's mass-deletion guard.
+//!   gone, under the plan's mass-deletion guard. A user that waits for its OU requests this
+//!   reconcile ([`Context::request_supplier_reconcile`]).
 //!
 //! A finalizer ([`FINALIZER`]) on each `SupplierUser` deletes its account before the object
 //! goes. Status is written by server-side apply with the field manager [`FIELD_MANAGER`], and
@@ -55,7 +56,7 @@ pub const COMMIT_ANNOTATION: &str = "adgang.example.org/commit";
 /// Namespace watched when neither the configuration nor the pod names one.
 pub const DEFAULT_NAMESPACE: &str = "adgang";
 
-/// File in which Kubernetes tells a pod its own namespace.
+/// File that contains the pod's namespace, mounted by Kubernetes in every pod.
 pub const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Wait before a reconcile that found the write gate closed tries again.
@@ -64,7 +65,7 @@ pub const STANDBY_RETRY: Duration = Duration::from_secs(15);
 /// First wait after a failed reconcile; it doubles with each failure in a row.
 pub const BACKOFF_START: Duration = Duration::from_secs(5);
 
-/// Longest wait after failed reconciles.
+/// Maximum wait after failed reconciles.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// A reconcile that could not finish; the controller retries it with backoff.
@@ -76,7 +77,7 @@ pub enum ControllerError {
     /// A request to the Kubernetes API server failed.
     #[error("failed to {action} {object}: {source}")]
     Kubernetes {
-        /// What was attempted, such as "patch the status of".
+        /// The attempted operation, such as "patch the status of".
         action: &'static str,
         /// `Kind namespace/name` of the object.
         object: String,
@@ -89,7 +90,7 @@ pub enum ControllerError {
         object: String,
         source: Box<kube::runtime::finalizer::Error<ControllerError>>,
     },
-    /// An AD write of the plan failed; the status and an event name the action and DN.
+    /// An AD write of the plan failed. The status and an event name the action and DN.
     #[error("{object}: {message}")]
     ActionFailed {
         /// `Kind namespace/name` of the object.
@@ -135,7 +136,7 @@ pub struct Context<D> {
     pub namespace: String,
     /// Active Directory.
     pub directory: D,
-    /// Where the initial passwords of new accounts go.
+    /// Destination of the initial passwords of new accounts.
     pub sink: Arc<dyn CredentialsSink>,
     pub config: ControllerConfig,
     /// Every `SupplierUser` of the namespace, kept current by a reflector.
@@ -188,7 +189,7 @@ impl<D: Directory> Context<D> {
         }
     }
 
-    /// Asks for a reconcile of `supplier`, such as when a user waits for its OU.
+    /// Requests a reconcile of `supplier`, such as when a user waits for its OU.
     pub fn request_supplier_reconcile(&self, supplier: &str) {
         let reference = ObjectRef::new(supplier).within(&self.namespace);
         // The receiver lives as long as the controller runs, so a failed send means that

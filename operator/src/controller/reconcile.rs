@@ -206,8 +206,8 @@ struct UserOutcome {
 }
 
 impl UserOutcome {
-    /// An outcome in which nothing was written to AD, for the same `reason` on both
-    /// conditions.
+    /// Creates the outcome of a reconcile that wrote nothing to AD, with the same `reason`
+    /// on both conditions.
     fn blocked(reason: &'static str, message: String, previous: Option<Phase>) -> Self {
         Self {
             ready: ConditionState::no(READY, reason, message.clone()),
@@ -219,8 +219,7 @@ impl UserOutcome {
     }
 }
 
-/// Writes the status of a user from an outcome. Returns the previous `Ready` message, so the
-/// caller can publish a warning only when a problem is new.
+/// Writes the status of a user from an outcome, adding the `Expiring` condition.
 async fn write_user_status<D: Directory>(
     ctx: &Context<D>,
     user: &SupplierUser,
@@ -251,7 +250,7 @@ async fn write_user_status<D: Directory>(
         &now_time(),
     );
 
-    // Without a fresh reading of the account, what the status held stays.
+    // Without a fresh reading of the account, the status keeps its previous values.
     let (username, distinguished_name, object_guid, expires) = match &outcome.account {
         Some(account) => (
             Some(account.username.clone()),
@@ -316,7 +315,7 @@ async fn apply_user<D: Directory>(
         resync,
     ));
 
-    // A rejection changes nothing in AD; the status and one event say why.
+    // A rejection changes nothing in AD. The status and one event record the reason.
     let reference_ = &reference;
     let reject = |reason: &'static str, message: String| async move {
         if !already_reported(user.status.as_ref(), &message) {
@@ -591,7 +590,7 @@ fn finding_reason(finding: &Finding) -> &'static str {
     }
 }
 
-/// Returns the phase of a user from its account as AD holds it after the reconcile.
+/// Returns the phase of a user from its account, as AD contains it after the reconcile.
 fn phase_of(
     spec: &SupplierUserSpec,
     account: Option<&Account>,
