@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adgang::controller::{
-    self, COMMIT_ANNOTATION, Context, ControllerConfig, ControllerError, FINALIZER, error_policy,
-    reconcile_supplier, reconcile_user,
+    self, COMMIT_ANNOTATION, Context, ControllerConfig, ControllerError, Controllers, FINALIZER,
+    error_policy, reconcile_supplier, reconcile_user,
 };
 use adgang::credentials::FileSink;
 use adgang::directory::{DirectorySettings, LdapDirectory, Secret};
@@ -26,7 +26,7 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use support::TestDc;
-use support::api_server::{ApiServer, finalizer_patch, status_patch};
+use support::api_server::{ApiServer, LiveApiServer, finalizer_patch, status_patch};
 use support::setup::{day, is_enabled};
 use tokio::sync::watch;
 
@@ -724,4 +724,101 @@ async fn supplier_removes_orphans_under_guard() {
     let mut left = h.usernames();
     left.sort();
     assert_eq!(left, ["hanne.dahl", "ib.frost", "jens.kock"]);
+}
+
+/// The running controllers: the reflectors list both resources, the Supplier reconcile
+/// creates the OU that the waiting user requested, and the user's account is created.
+#[tokio::test]
+async fn running_controller_creates_account() {
+    let dc = TestDc::start();
+    let directory = LdapDirectory::connect(DirectorySettings {
+        url: dc.url.clone(),
+        ca_file: dc.ca_file.clone(),
+        bind_dn: dc.bind_dn.clone(),
+        bind_password: Secret::new(dc.bind_password.clone()),
+        managed_base: dc.managed_base.clone(),
+        domain_base: dc.base_dn.clone(),
+        upn_suffix: "adgang.test".to_owned(),
+        connections: 2,
+        timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+
+    let api = LiveApiServer::default();
+    api.serve("suppliers", "Supplier", vec![supplier_object(false)]);
+    api.serve(
+        "supplierusers",
+        "SupplierUser",
+        vec![user_object("lone-moeller", "Lone", "Møller")],
+    );
+    let credentials = tempfile::tempdir().unwrap();
+    let config = ControllerConfig {
+        plan: Settings {
+            managed_base: dc.managed_base.clone(),
+            upn_suffix: "adgang.test".to_owned(),
+            time_zone: Copenhagen,
+            grace_days: 0,
+            guard: DeletionGuard::default(),
+        },
+        resync_interval: RESYNC,
+        connections: 2,
+    };
+    let (_gate, may_write) = watch::channel(true);
+    let controllers = Controllers::new(
+        api.client(),
+        NAMESPACE,
+        directory,
+        Arc::new(FileSink::new(credentials.path())),
+        config,
+        may_write,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controllers.run(async {
+        let _ = stopped.await;
+    }));
+
+    // The user waits for the OU (5 s), so the account appears within a few reconciles.
+    let mut found = Vec::new();
+    for _ in 0..60 {
+        found = dc.ldapsearch(
+            &dc.managed_base,
+            "(adminDescription=adgang:v1:omsorg-nord/lone-moeller)",
+            &["userAccountControl"],
+        );
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the controller stops on shutdown")
+        .unwrap();
+
+    let received = api.received();
+    let requests: Vec<String> = received
+        .iter()
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert_eq!(found.len(), 1, "lone-moeller has no account: {requests:#?}");
+    assert!(is_enabled(&found[0]));
+    let status_patches: Vec<&str> = received
+        .iter()
+        .filter(|r| r.method == http::Method::PATCH && r.path.ends_with("/status"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert!(
+        status_patches
+            .iter()
+            .any(|p| p.ends_with("/supplierusers/lone-moeller/status")),
+        "{status_patches:?}"
+    );
+    assert!(
+        status_patches
+            .iter()
+            .any(|p| p.ends_with("/suppliers/omsorg-nord/status")),
+        "{status_patches:?}"
+    );
 }
