@@ -606,11 +606,12 @@ async fn directory_down_backs_off() {
             Action::requeue(Duration::from_secs(20)),
         ]
     );
-    assert!(matches!(error, ControllerError::Finalizer { .. }));
+    assert!(matches!(error, ControllerError::Directory(_)), "{error:?}");
 }
 
-/// A status write changes neither the generation nor the finalizers, so the trigger
-/// predicate drops its watch event. A spec change, a deletion and a new finalizer pass.
+/// A status write changes neither the generation, the finalizers nor the commit annotation,
+/// so the trigger predicate drops its watch event. A spec change, a new finalizer and a new
+/// commit pass.
 #[tokio::test]
 async fn status_write_starts_no_reconcile() {
     let base = user_object("gustav-berg", "Gustav", "Berg");
@@ -624,6 +625,8 @@ async fn status_write_starts_no_reconcile() {
     spec_changed["spec"]["surname"] = json!("Bergholt");
     let mut second_status = spec_changed.clone();
     second_status["status"] = json!({"phase": "Active", "observedGeneration": 2});
+    let mut new_commit = second_status.clone();
+    new_commit["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "fedcba9876543210"});
 
     let objects: Vec<SupplierUser> = [
         &without_finalizer,
@@ -631,6 +634,7 @@ async fn status_write_starts_no_reconcile() {
         &status_written,
         &spec_changed,
         &second_status,
+        &new_commit,
     ]
     .into_iter()
     .map(|v| serde_json::from_value(v.clone()).unwrap())
@@ -641,16 +645,25 @@ async fn status_write_starts_no_reconcile() {
         .map(Result::unwrap)
         .collect()
         .await;
-    let seen: Vec<(Option<i64>, usize)> = passed
+    let seen: Vec<(Option<i64>, usize, bool)> = passed
         .iter()
         .map(|u| {
             (
                 u.metadata.generation,
                 u.metadata.finalizers.as_ref().map_or(0, Vec::len),
+                u.metadata.annotations.is_some(),
             )
         })
         .collect();
-    assert_eq!(seen, [(Some(1), 0), (Some(1), 1), (Some(2), 1)]);
+    assert_eq!(
+        seen,
+        [
+            (Some(1), 0, false),
+            (Some(1), 1, false),
+            (Some(2), 1, false),
+            (Some(2), 1, true)
+        ]
+    );
 }
 
 /// Accounts whose object is gone (its finalizer removed by hand, or deleted while the

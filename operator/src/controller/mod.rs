@@ -83,7 +83,7 @@ pub enum ControllerError {
         object: String,
         source: kube::Error,
     },
-    /// The finalizer helper could not add or remove the finalizer, or its step failed.
+    /// The finalizer helper could not add or remove the finalizer.
     #[error("finalizer {FINALIZER} on {object}: {source}")]
     Finalizer {
         /// `SupplierUser namespace/name`.
@@ -240,14 +240,19 @@ pub fn watched_namespace(configured: Option<&str>) -> String {
 }
 
 /// Returns the value that decides whether a watch event starts a reconcile: the object's
-/// generation and finalizers. A status write changes neither, so it starts none, while a
-/// spec change (a new generation), the start of a deletion (also a new generation) and the
-/// finalizer that [`reconcile_user`] adds do.
+/// generation, finalizers and [`COMMIT_ANNOTATION`]. A status write changes none of them, so
+/// it starts no reconcile. A spec change and the start of a deletion (both a new
+/// generation), the finalizer that [`reconcile_user`] adds, and a new commit from the git
+/// source each start one.
 pub fn reconcile_trigger<K: kube::Resource>(object: &K) -> Option<u64> {
     let meta = object.meta();
     let mut hasher = DefaultHasher::new();
     meta.generation.hash(&mut hasher);
     meta.finalizers.hash(&mut hasher);
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(COMMIT_ANNOTATION))
+        .hash(&mut hasher);
     Some(hasher.finish())
 }
 

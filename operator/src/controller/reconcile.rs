@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -58,6 +58,11 @@ pub async fn reconcile_user<D: Directory>(
         Ok(requeue) => {
             ctx.record_success(&object);
             Ok(requeue)
+        }
+        // The reconcile's own errors pass through unwrapped, so a directory failure reads
+        // as one.
+        Err(FinalizerError::ApplyFailed(error) | FinalizerError::CleanupFailed(error)) => {
+            Err(error)
         }
         Err(source) => Err(ControllerError::Finalizer {
             object,
@@ -172,13 +177,30 @@ async fn publish<D: Directory>(
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
+        note: Some(truncate(note, MAX_NOTE_BYTES)),
         action: reason.to_owned(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, reference).await {
         warn!(reason, error = %e, "failed to publish an event");
     }
+}
+
+/// Maximum size of an event's note, which the Events API limits to 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with "…".
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// Returns the event reason of an action that succeeded.
@@ -894,4 +916,24 @@ fn is_removal(account_plan: &AccountPlan) -> bool {
             ..
         }]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_short_text() {
+        assert_eq!(truncate("kort".to_owned(), 10), "kort");
+    }
+
+    #[test]
+    fn truncate_cuts_on_character_boundary() {
+        // "ø" takes two bytes, so a cut at an odd byte must step back.
+        let text = "ø".repeat(600);
+        let cut = truncate(text, MAX_NOTE_BYTES);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'ø'));
+    }
 }
