@@ -97,9 +97,6 @@ pub enum ControllerError {
         object: String,
         message: String,
     },
-    /// An object lacks a field that the API server always sets.
-    #[error("{object} has no {field}; the API server always sets it, so this is a bug")]
-    MissingField { object: String, field: &'static str },
 }
 
 /// Settings of the controller, taken from the configuration file.
@@ -121,10 +118,6 @@ impl ControllerConfig {
             resync_interval: config.controller.resync_interval,
             connections: config.directory.connections,
         }
-    }
-
-    fn plan_connections(&self) -> usize {
-        self.connections
     }
 }
 

@@ -404,6 +404,8 @@ async fn apply_user<D: Directory>(
     if existing.is_none() && !from_git {
         let submitted = submission_date(user, now).with_timezone(&zone).date_naive();
         let change = notice::Change::Create { new: &user.spec };
+        // NOTE: only public holidays count as closed days here. The closing days of the
+        // git source's policy file are not known to the controller.
         let violations = notice::check(change, &supplier.spec, &Calendar::danish(), submitted);
         if let Some(first) = violations.first() {
             let reason = match first.kind {
@@ -825,7 +827,7 @@ async fn apply_supplier<D: Directory>(
         &ctx.directory,
         &*ctx.sink,
         &supplier_part,
-        ctx.config.plan_connections(),
+        ctx.config.connections,
     )
     .await;
     let zone = ctx.config.plan.time_zone;
@@ -891,7 +893,7 @@ async fn apply_supplier<D: Directory>(
         (None, None) => ConditionState::yes(
             READY,
             "Reconciled",
-            "the organisational unit exists and no account is left without its object",
+            "no OU is missing for a user, and no account is left without its object",
         ),
     };
     write(ready, not_suspended, accounts).await?;
