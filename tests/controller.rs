@@ -482,6 +482,24 @@ async fn suspended_supplier_writes_nothing() {
         "no OU is created for a suspended supplier"
     );
     assert!(h.usernames().is_empty(), "no account is created");
+    h.api.clear();
+
+    // Deleting a user of a suspended supplier releases the object without an AD write.
+    let mut deleting = object.clone();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-12-04T10:00:00Z");
+    deleting["metadata"]["generation"] = json!(2);
+    let mut released = deleting.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    let user = h.put_user(&deleting);
+    h.api.expect([finalizer_patch(
+        "remove finalizer",
+        "supplierusers",
+        &released,
+    )]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::await_change());
+    assert_eq!(h.api.event_reasons(), ["DeletionDeferred"]);
 }
 
 /// Each rejected input: (object name, change to the spec, annotation, expected reason,
@@ -834,4 +852,56 @@ async fn running_controller_creates_account() {
             .any(|p| p.ends_with("/suppliers/omsorg-nord/status")),
         "{status_patches:?}"
     );
+}
+
+/// The `Expiring` condition within 14 days of the last day, and the deletion of an account
+/// whose last day has passed.
+#[tokio::test]
+async fn expiring_then_expired_deleted() {
+    let mut h = Harness::start().await;
+    let mut object = user_object("mads-winther", "Mads", "Winther");
+    object["spec"]["validUntil"] = json!(day(5).to_string());
+    object["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "1111111111111111"});
+    let user = h.put_user(&object);
+    h.put_supplier(&supplier_object(false));
+    create_organizational_unit(&mut h).await;
+
+    h.api
+        .expect([status_patch("expiring", "supplierusers", &object)]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    let status = h.api.body_of("expiring")["status"].clone();
+    let expiring = condition(&status, "Expiring");
+    assert_eq!(expiring["status"], "True", "{status}");
+    assert_eq!(expiring["reason"], "AccessEndsSoon");
+    assert!(
+        expiring["message"]
+            .as_str()
+            .unwrap()
+            .contains(&day(5).to_string())
+    );
+    assert_eq!(status["phase"], "Active");
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert!(h.account("mads.winther").is_some());
+    h.api.clear();
+
+    // The git source shortens the access so the last day was yesterday.
+    object["spec"]["validUntil"] = json!(day(-1).to_string());
+    object["metadata"]["generation"] = json!(2);
+    object["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "2222222222222222"});
+    object["status"] = status;
+    let user = h.put_user(&object);
+    h.api
+        .expect([status_patch("expired", "supplierusers", &object)]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::requeue(RESYNC), "no boundary is left");
+    let status = h.api.body_of("expired")["status"].clone();
+    assert_eq!(status["phase"], "Deleted", "{status}");
+    assert_eq!(status["lastAppliedCommit"], "2222222222222222");
+    assert_eq!(status["observedGeneration"], 2);
+    assert!(status.get("distinguishedName").is_none(), "{status}");
+    assert_eq!(condition(&status, "Expiring")["status"], "False");
+    assert_eq!(h.api.event_reasons(), ["Deleted"]);
+    assert!(h.account("mads.winther").is_none(), "account deleted");
 }

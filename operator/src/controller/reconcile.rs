@@ -338,11 +338,18 @@ async fn apply_user<D: Directory>(
     ));
 
     // A rejection changes nothing in AD. The status and one event record the reason.
-    let reference_ = &reference;
+    let event_target = &reference;
     let reject = |reason: &'static str, message: String| async move {
         if !already_reported(user.status.as_ref(), &message) {
             warn!(reason, message = %message, "not applied");
-            publish(ctx, reference_, EventType::Warning, reason, message.clone()).await;
+            publish(
+                ctx,
+                event_target,
+                EventType::Warning,
+                reason,
+                message.clone(),
+            )
+            .await;
         }
         let outcome = UserOutcome::blocked(reason, message, previous_phase);
         write_user_status(ctx, user, outcome, today).await
