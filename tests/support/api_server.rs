@@ -229,6 +229,9 @@ pub fn finalizer_patch(name: &'static str, plural: &str, after: &Value) -> Step 
     }
 }
 
+/// One served collection: its path, the kind of its list, and its objects.
+type Collection = (String, String, Vec<Value>);
+
 /// A stand-in for the API server that serves a fixed set of objects to the controllers'
 /// watches, for a test of the running controller rather than of one reconcile.
 ///
@@ -238,7 +241,7 @@ pub fn finalizer_patch(name: &'static str, plural: &str, after: &Value) -> Step 
 /// accepted. Every request is recorded.
 #[derive(Clone, Default)]
 pub struct LiveApiServer {
-    collections: Arc<Mutex<Vec<(String, String, Vec<Value>)>>>,
+    collections: Arc<Mutex<Vec<Collection>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
