@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adgang::controller::{
-    self, COMMIT_ANNOTATION, Context, ControllerConfig, ControllerError, FINALIZER, error_policy,
-    reconcile_supplier, reconcile_user,
+    self, COMMIT_ANNOTATION, Context, ControllerConfig, ControllerError, Controllers, FINALIZER,
+    error_policy, reconcile_supplier, reconcile_user,
 };
 use adgang::credentials::FileSink;
 use adgang::directory::{DirectorySettings, LdapDirectory, Secret};
@@ -26,7 +26,7 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use support::TestDc;
-use support::api_server::{ApiServer, finalizer_patch, status_patch};
+use support::api_server::{ApiServer, LiveApiServer, finalizer_patch, status_patch};
 use support::setup::{day, is_enabled};
 use tokio::sync::watch;
 
@@ -62,10 +62,12 @@ impl Harness {
         })
         .await
         .unwrap_or_else(|e| panic!("connect to {}: {e}", dc.url));
+
         let api = ApiServer::new();
         let (user_store, users) = reflector::store();
         let (supplier_store, suppliers) = reflector::store();
         let credentials = tempfile::tempdir().unwrap();
+
         let config = ControllerConfig {
             plan: Settings {
                 managed_base: dc.managed_base.clone(),
@@ -137,7 +139,7 @@ impl Harness {
     }
 }
 
-/// A `Supplier` as the API server returns it.
+/// Returns a `Supplier` as the API server returns it.
 fn supplier_object(suspend: bool) -> Value {
     json!({
         "apiVersion": "adgang.example.org/v1alpha1",
@@ -158,7 +160,7 @@ fn supplier_object(suspend: bool) -> Value {
     })
 }
 
-/// A `SupplierUser` whose access started 10 days ago and ends in 100 days, submitted in
+/// Returns a `SupplierUser` whose access started 10 days ago and ends in 100 days, submitted in
 /// time 40 days ago, with the finalizer in place.
 fn user_object(name: &str, given: &str, surname: &str) -> Value {
     let created = (Utc::now() - Days::days(40))
@@ -243,7 +245,7 @@ async fn create_sets_status_and_events() {
     );
     h.api.clear();
 
-    // With the finalizer, the user waits for its supplier's OU and asks for the Supplier
+    // With the finalizer, the user waits for its supplier's OU and requests the Supplier
     // reconcile that creates it.
     let object = h.put_user(&with_finalizer);
     h.api
@@ -480,6 +482,24 @@ async fn suspended_supplier_writes_nothing() {
         "no OU is created for a suspended supplier"
     );
     assert!(h.usernames().is_empty(), "no account is created");
+    h.api.clear();
+
+    // Deleting a user of a suspended supplier releases the object without an AD write.
+    let mut deleting = object.clone();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-12-04T10:00:00Z");
+    deleting["metadata"]["generation"] = json!(2);
+    let mut released = deleting.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    let user = h.put_user(&deleting);
+    h.api.expect([finalizer_patch(
+        "remove finalizer",
+        "supplierusers",
+        &released,
+    )]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::await_change());
+    assert_eq!(h.api.event_reasons(), ["DeletionDeferred"]);
 }
 
 /// Each rejected input: (object name, change to the spec, annotation, expected reason,
@@ -604,11 +624,12 @@ async fn directory_down_backs_off() {
             Action::requeue(Duration::from_secs(20)),
         ]
     );
-    assert!(matches!(error, ControllerError::Finalizer { .. }));
+    assert!(matches!(error, ControllerError::Directory(_)), "{error:?}");
 }
 
-/// A status write changes neither the generation nor the finalizers, so the trigger
-/// predicate drops its watch event; a spec change, a deletion and a new finalizer pass.
+/// A status write changes neither the generation, the finalizers nor the commit annotation,
+/// so the trigger predicate drops its watch event. A spec change, a new finalizer and a new
+/// commit pass.
 #[tokio::test]
 async fn status_write_starts_no_reconcile() {
     let base = user_object("gustav-berg", "Gustav", "Berg");
@@ -622,6 +643,8 @@ async fn status_write_starts_no_reconcile() {
     spec_changed["spec"]["surname"] = json!("Bergholt");
     let mut second_status = spec_changed.clone();
     second_status["status"] = json!({"phase": "Active", "observedGeneration": 2});
+    let mut new_commit = second_status.clone();
+    new_commit["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "fedcba9876543210"});
 
     let objects: Vec<SupplierUser> = [
         &without_finalizer,
@@ -629,6 +652,7 @@ async fn status_write_starts_no_reconcile() {
         &status_written,
         &spec_changed,
         &second_status,
+        &new_commit,
     ]
     .into_iter()
     .map(|v| serde_json::from_value(v.clone()).unwrap())
@@ -639,14 +663,245 @@ async fn status_write_starts_no_reconcile() {
         .map(Result::unwrap)
         .collect()
         .await;
-    let seen: Vec<(Option<i64>, usize)> = passed
+    let seen: Vec<(Option<i64>, usize, bool)> = passed
         .iter()
         .map(|u| {
             (
                 u.metadata.generation,
                 u.metadata.finalizers.as_ref().map_or(0, Vec::len),
+                u.metadata.annotations.is_some(),
             )
         })
         .collect();
-    assert_eq!(seen, [(Some(1), 0), (Some(1), 1), (Some(2), 1)]);
+    assert_eq!(
+        seen,
+        [
+            (Some(1), 0, false),
+            (Some(1), 1, false),
+            (Some(2), 1, false),
+            (Some(2), 1, true)
+        ]
+    );
+}
+
+/// Accounts whose object is gone (its finalizer removed by hand, or deleted while the
+/// controller could not run) are removed by the Supplier reconcile, under the mass-deletion
+/// guard.
+#[tokio::test]
+async fn supplier_removes_orphans_under_guard() {
+    let mut h = Harness::start().await;
+    h.put_supplier(&supplier_object(false));
+    let people = [
+        ("hanne-dahl", "Hanne", "Dahl"),
+        ("ib-frost", "Ib", "Frost"),
+        ("jens-kock", "Jens", "Kock"),
+        ("karen-lind", "Karen", "Lind"),
+    ];
+    let objects: Vec<Value> = people
+        .iter()
+        .map(|(name, given, surname)| user_object(name, given, surname))
+        .collect();
+    let users: Vec<Arc<SupplierUser>> = objects.iter().map(|o| h.put_user(o)).collect();
+    create_organizational_unit(&mut h).await;
+    for (object, user) in objects.iter().zip(&users) {
+        h.api
+            .expect([status_patch("status", "supplierusers", object)]);
+        reconcile_user(user.clone(), h.ctx.clone()).await.unwrap();
+        h.api.finish();
+        h.api.clear();
+    }
+    assert_eq!(h.usernames().len(), 4);
+
+    // All four objects gone at once: more than three deletions and more than a quarter of
+    // the supplier's accounts, so the guard blocks them.
+    for user in &users {
+        h.users
+            .apply_watcher_event(&watcher::Event::Delete((**user).clone()));
+    }
+    let supplier = supplier_object(false);
+    let supplier_ref = h.put_supplier(&supplier);
+    h.api
+        .expect([status_patch("blocked", "suppliers", &supplier)]);
+    reconcile_supplier(supplier_ref.clone(), h.ctx.clone())
+        .await
+        .unwrap();
+    h.api.finish();
+    let status = &h.api.body_of("blocked")["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "MassDeletionBlocked");
+    assert_eq!(status["accounts"], 4);
+    assert_eq!(h.api.event_reasons(), ["MassDeletionBlocked"]);
+    assert_eq!(h.usernames().len(), 4, "the guard keeps every account");
+    h.api.clear();
+
+    // Three objects back: one account is left without its object and is deleted.
+    for user in &users[..3] {
+        h.users
+            .apply_watcher_event(&watcher::Event::Apply((**user).clone()));
+    }
+    h.api
+        .expect([status_patch("removed", "suppliers", &supplier)]);
+    reconcile_supplier(supplier_ref, h.ctx.clone())
+        .await
+        .unwrap();
+    h.api.finish();
+    let status = &h.api.body_of("removed")["status"];
+    assert_eq!(condition(status, "Ready")["status"], "True", "{status}");
+    assert_eq!(status["accounts"], 3);
+    assert_eq!(h.api.event_reasons(), ["Deleted"]);
+    let note = h.api.events()[0]["note"].as_str().unwrap().to_owned();
+    assert!(note.contains("omsorg-nord/karen-lind"), "{note}");
+    let mut left = h.usernames();
+    left.sort();
+    assert_eq!(left, ["hanne.dahl", "ib.frost", "jens.kock"]);
+}
+
+/// The running controllers: the reflectors list both resources, the Supplier reconcile
+/// creates the OU that the waiting user requested, and the user's account is created.
+#[tokio::test]
+async fn running_controller_creates_account() {
+    let dc = TestDc::start();
+    let directory = LdapDirectory::connect(DirectorySettings {
+        url: dc.url.clone(),
+        ca_file: dc.ca_file.clone(),
+        bind_dn: dc.bind_dn.clone(),
+        bind_password: Secret::new(dc.bind_password.clone()),
+        managed_base: dc.managed_base.clone(),
+        domain_base: dc.base_dn.clone(),
+        upn_suffix: "adgang.test".to_owned(),
+        connections: 2,
+        timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+
+    let api = LiveApiServer::default();
+    api.serve("suppliers", "Supplier", vec![supplier_object(false)]);
+    api.serve(
+        "supplierusers",
+        "SupplierUser",
+        vec![user_object("lone-moeller", "Lone", "Møller")],
+    );
+    let credentials = tempfile::tempdir().unwrap();
+    let config = ControllerConfig {
+        plan: Settings {
+            managed_base: dc.managed_base.clone(),
+            upn_suffix: "adgang.test".to_owned(),
+            time_zone: Copenhagen,
+            grace_days: 0,
+            guard: DeletionGuard::default(),
+        },
+        resync_interval: RESYNC,
+        connections: 2,
+    };
+    let (_gate, may_write) = watch::channel(true);
+    let controllers = Controllers::new(
+        api.client(),
+        NAMESPACE,
+        directory,
+        Arc::new(FileSink::new(credentials.path())),
+        config,
+        may_write,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controllers.run(async {
+        let _ = stopped.await;
+    }));
+
+    // The user waits for the OU (5 s), so the account appears within a few reconciles.
+    let mut found = Vec::new();
+    for _ in 0..60 {
+        found = dc.ldapsearch(
+            &dc.managed_base,
+            "(adminDescription=adgang:v1:omsorg-nord/lone-moeller)",
+            &["userAccountControl"],
+        );
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the controller stops on shutdown")
+        .unwrap();
+
+    let received = api.received();
+    let requests: Vec<String> = received
+        .iter()
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert_eq!(found.len(), 1, "lone-moeller has no account: {requests:#?}");
+    assert!(is_enabled(&found[0]));
+    let status_patches: Vec<&str> = received
+        .iter()
+        .filter(|r| r.method == http::Method::PATCH && r.path.ends_with("/status"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert!(
+        status_patches
+            .iter()
+            .any(|p| p.ends_with("/supplierusers/lone-moeller/status")),
+        "{status_patches:?}"
+    );
+    assert!(
+        status_patches
+            .iter()
+            .any(|p| p.ends_with("/suppliers/omsorg-nord/status")),
+        "{status_patches:?}"
+    );
+}
+
+/// The `Expiring` condition within 14 days of the last day, and the deletion of an account
+/// whose last day has passed.
+#[tokio::test]
+async fn expiring_then_expired_deleted() {
+    let mut h = Harness::start().await;
+    let mut object = user_object("mads-winther", "Mads", "Winther");
+    object["spec"]["validUntil"] = json!(day(5).to_string());
+    object["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "1111111111111111"});
+    let user = h.put_user(&object);
+    h.put_supplier(&supplier_object(false));
+    create_organizational_unit(&mut h).await;
+
+    h.api
+        .expect([status_patch("expiring", "supplierusers", &object)]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    let status = h.api.body_of("expiring")["status"].clone();
+    let expiring = condition(&status, "Expiring");
+    assert_eq!(expiring["status"], "True", "{status}");
+    assert_eq!(expiring["reason"], "AccessEndsSoon");
+    assert!(
+        expiring["message"]
+            .as_str()
+            .unwrap()
+            .contains(&day(5).to_string())
+    );
+    assert_eq!(status["phase"], "Active");
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert!(h.account("mads.winther").is_some());
+    h.api.clear();
+
+    // The git source shortens the access so the last day was yesterday.
+    object["spec"]["validUntil"] = json!(day(-1).to_string());
+    object["metadata"]["generation"] = json!(2);
+    object["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "2222222222222222"});
+    object["status"] = status;
+    let user = h.put_user(&object);
+    h.api
+        .expect([status_patch("expired", "supplierusers", &object)]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::requeue(RESYNC), "no boundary is left");
+    let status = h.api.body_of("expired")["status"].clone();
+    assert_eq!(status["phase"], "Deleted", "{status}");
+    assert_eq!(status["lastAppliedCommit"], "2222222222222222");
+    assert_eq!(status["observedGeneration"], 2);
+    assert!(status.get("distinguishedName").is_none(), "{status}");
+    assert_eq!(condition(&status, "Expiring")["status"], "False");
+    assert_eq!(h.api.event_reasons(), ["Deleted"]);
+    assert!(h.account("mads.winther").is_none(), "account deleted");
 }

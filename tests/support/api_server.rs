@@ -18,7 +18,7 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 
-/// How a step answers its request.
+/// The reply of a step to its request.
 pub enum Reply {
     /// A fixed status code and JSON body.
     Json(u16, Value),
@@ -207,7 +207,7 @@ pub fn object_path(plural: &str, name: &str) -> String {
     format!("/apis/adgang.example.org/v1alpha1/namespaces/adgang/{plural}/{name}")
 }
 
-/// A step answering the status patch of an object with the object and its new status.
+/// Returns a step that replies to the status patch of an object with the object and its new status.
 pub fn status_patch(name: &'static str, plural: &str, object: &Value) -> Step {
     let object_name = object["metadata"]["name"].as_str().unwrap();
     Step {
@@ -218,7 +218,7 @@ pub fn status_patch(name: &'static str, plural: &str, object: &Value) -> Step {
     }
 }
 
-/// A step answering a JSON patch of an object's finalizers with the object as it then is.
+/// Returns a step that replies to a JSON patch of an object's finalizers with the object as it then is.
 pub fn finalizer_patch(name: &'static str, plural: &str, after: &Value) -> Step {
     let object_name = after["metadata"]["name"].as_str().unwrap();
     Step {
@@ -227,4 +227,109 @@ pub fn finalizer_patch(name: &'static str, plural: &str, after: &Value) -> Step 
         path: object_path(plural, object_name),
         reply: Reply::Json(200, after.clone()),
     }
+}
+
+/// One served collection: its path, the kind of its list, and its objects.
+type Collection = (String, String, Vec<Value>);
+
+/// A stand-in for the API server that serves a fixed set of objects to the controllers'
+/// watches, for a test of the running controller rather than of one reconcile.
+///
+/// A list returns the objects of its collection. A watch is held open for a minute and then
+/// ends without events, as a real watch ends at its timeout. A status patch returns the object
+/// with the patched status, a JSON patch returns the object unchanged, and an event is
+/// accepted. Every request is recorded.
+#[derive(Clone, Default)]
+pub struct LiveApiServer {
+    collections: Arc<Mutex<Vec<Collection>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl LiveApiServer {
+    /// Serves `items` at the collection `plural` of namespace `adgang`, as a list of `kind`.
+    pub fn serve(&self, plural: &str, kind: &str, items: Vec<Value>) {
+        let path = format!("/apis/adgang.example.org/v1alpha1/namespaces/adgang/{plural}");
+        self.collections
+            .lock()
+            .unwrap()
+            .push((path, format!("{kind}List"), items));
+    }
+
+    /// Returns a client whose requests go to this server.
+    pub fn client(&self) -> Client {
+        let server = self.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.handle(request).await) }
+        });
+        Client::new(service, "adgang")
+    }
+
+    /// Returns every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        let received = Received {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        };
+        self.received.lock().unwrap().push(received.clone());
+
+        if received.path.ends_with("/events") {
+            return reply(StatusCode::CREATED, &received.body);
+        }
+        let collections = self.collections.lock().unwrap().clone();
+        for (path, list_kind, items) in collections {
+            if received.method == Method::GET && received.path == path {
+                if received.query.contains("watch=true") {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    return reply_text(StatusCode::OK, "");
+                }
+                let list = json!({
+                    "kind": list_kind,
+                    "apiVersion": "adgang.example.org/v1alpha1",
+                    "metadata": {"resourceVersion": "1000"},
+                    "items": items,
+                });
+                return reply(StatusCode::OK, &list);
+            }
+            for item in &items {
+                let name = item["metadata"]["name"].as_str().unwrap_or_default();
+                let object_path = format!("{path}/{name}");
+                if received.method == Method::PATCH && received.path == object_path {
+                    return reply(StatusCode::OK, item);
+                }
+                if received.method == Method::PATCH
+                    && received.path == format!("{object_path}/status")
+                {
+                    let mut object = item.clone();
+                    object["status"] = received.body["status"].clone();
+                    return reply(StatusCode::OK, &object);
+                }
+            }
+        }
+        let status = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{} {} not found", received.method, received.path),
+            "reason": "NotFound", "code": 404
+        });
+        reply(StatusCode::NOT_FOUND, &status)
+    }
+}
+
+fn reply_text(code: StatusCode, text: &str) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .body(Body::from(text.as_bytes().to_vec()))
+        .unwrap()
 }

@@ -8,7 +8,8 @@
 //!
 //! - a `SupplierUser` reconcile applies only the actions of that user;
 //! - a `Supplier` reconcile creates the supplier's OU and deletes accounts whose object is
-//!   gone, under the plan's mass-deletion guard.
+//!   gone, under the plan's mass-deletion guard. A user that waits for its OU requests this
+//!   reconcile ([`Context::request_supplier_reconcile`]).
 //!
 //! A finalizer ([`FINALIZER`]) on each `SupplierUser` deletes its account before the object
 //! goes. Status is written by server-side apply with the field manager [`FIELD_MANAGER`], and
@@ -67,7 +68,7 @@ pub const COMMIT_ANNOTATION: &str = "adgang.example.org/commit";
 /// Namespace watched when neither the configuration nor the pod names one.
 pub const DEFAULT_NAMESPACE: &str = "adgang";
 
-/// File in which Kubernetes tells a pod its own namespace.
+/// File that contains the pod's namespace, mounted by Kubernetes in every pod.
 pub const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Wait before a reconcile that found the write gate closed tries again.
@@ -76,7 +77,7 @@ pub const STANDBY_RETRY: Duration = Duration::from_secs(15);
 /// First wait after a failed reconcile; it doubles with each failure in a row.
 pub const BACKOFF_START: Duration = Duration::from_secs(5);
 
-/// Longest wait after failed reconciles.
+/// Maximum wait after failed reconciles.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// A reconcile that could not finish; the controller retries it with backoff.
@@ -88,29 +89,26 @@ pub enum ControllerError {
     /// A request to the Kubernetes API server failed.
     #[error("failed to {action} {object}: {source}")]
     Kubernetes {
-        /// What was attempted, such as "patch the status of".
+        /// The attempted operation, such as "patch the status of".
         action: &'static str,
         /// `Kind namespace/name` of the object.
         object: String,
         source: kube::Error,
     },
-    /// The finalizer helper could not add or remove the finalizer, or its step failed.
+    /// The finalizer helper could not add or remove the finalizer.
     #[error("finalizer {FINALIZER} on {object}: {source}")]
     Finalizer {
         /// `SupplierUser namespace/name`.
         object: String,
         source: Box<kube::runtime::finalizer::Error<ControllerError>>,
     },
-    /// An AD write of the plan failed; the status and an event name the action and DN.
+    /// An AD write of the plan failed. The status and an event name the action and DN.
     #[error("{object}: {message}")]
     ActionFailed {
         /// `Kind namespace/name` of the object.
         object: String,
         message: String,
     },
-    /// An object lacks a field that the API server always sets.
-    #[error("{object} has no {field}; the API server always sets it, so this is a bug")]
-    MissingField { object: String, field: &'static str },
 }
 
 /// Settings of the controller, taken from the configuration file.
@@ -133,10 +131,6 @@ impl ControllerConfig {
             connections: config.directory.connections,
         }
     }
-
-    fn plan_connections(&self) -> usize {
-        self.connections
-    }
 }
 
 /// Everything a reconcile needs, shared by all reconciles.
@@ -147,7 +141,7 @@ pub struct Context<D> {
     pub namespace: String,
     /// Active Directory.
     pub directory: D,
-    /// Where the initial passwords of new accounts go.
+    /// Destination of the initial passwords of new accounts.
     pub sink: Arc<dyn CredentialsSink>,
     pub config: ControllerConfig,
     /// Every `SupplierUser` of the namespace, kept current by a reflector.
@@ -200,7 +194,7 @@ impl<D: Directory> Context<D> {
         }
     }
 
-    /// Asks for a reconcile of `supplier`, such as when a user waits for its OU.
+    /// Requests a reconcile of `supplier`, such as when a user waits for its OU.
     pub fn request_supplier_reconcile(&self, supplier: &str) {
         let reference = ObjectRef::new(supplier).within(&self.namespace);
         // The receiver lives as long as the controller runs, so a failed send means that
@@ -270,14 +264,19 @@ pub fn watched_namespace(configured: Option<&str>) -> String {
 }
 
 /// Returns the value that decides whether a watch event starts a reconcile: the object's
-/// generation and finalizers. A status write changes neither, so it starts none, while a
-/// spec change (a new generation), the start of a deletion (also a new generation) and the
-/// finalizer that [`reconcile_user`] adds do.
+/// generation, finalizers and [`COMMIT_ANNOTATION`]. A status write changes none of them, so
+/// it starts no reconcile. A spec change and the start of a deletion (both a new
+/// generation), the finalizer that [`reconcile_user`] adds, and a new commit from the git
+/// source each start one.
 pub fn reconcile_trigger<K: kube::Resource>(object: &K) -> Option<u64> {
     let meta = object.meta();
     let mut hasher = DefaultHasher::new();
     meta.generation.hash(&mut hasher);
     meta.finalizers.hash(&mut hasher);
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(COMMIT_ANNOTATION))
+        .hash(&mut hasher);
     Some(hasher.finish())
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -67,6 +67,11 @@ pub async fn reconcile_user<D: Directory>(
         Ok(requeue) => {
             ctx.record_success(&object);
             Ok(requeue)
+        }
+        // The reconcile's own errors pass through unwrapped, so a directory failure reads
+        // as one.
+        Err(FinalizerError::ApplyFailed(error) | FinalizerError::CleanupFailed(error)) => {
+            Err(error)
         }
         Err(source) => Err(ControllerError::Finalizer {
             object,
@@ -189,13 +194,30 @@ async fn publish<D: Directory>(
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
+        note: Some(truncate(note, MAX_NOTE_BYTES)),
         action: reason.to_owned(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, reference).await {
         warn!(reason, error = %e, "failed to publish an event");
     }
+}
+
+/// Maximum size of an event's note, which the Events API limits to 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with "…".
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// Returns the event reason of an action that succeeded.
@@ -223,8 +245,8 @@ struct UserOutcome {
 }
 
 impl UserOutcome {
-    /// An outcome in which nothing was written to AD, for the same `reason` on both
-    /// conditions.
+    /// Creates the outcome of a reconcile that wrote nothing to AD, with the same `reason`
+    /// on both conditions.
     fn blocked(reason: &'static str, message: String, previous: Option<Phase>) -> Self {
         Self {
             ready: ConditionState::no(READY, reason, message.clone()),
@@ -236,8 +258,7 @@ impl UserOutcome {
     }
 }
 
-/// Writes the status of a user from an outcome. Returns the previous `Ready` message, so the
-/// caller can publish a warning only when a problem is new.
+/// Writes the status of a user from an outcome, adding the `Expiring` condition.
 async fn write_user_status<D: Directory>(
     ctx: &Context<D>,
     user: &SupplierUser,
@@ -268,7 +289,7 @@ async fn write_user_status<D: Directory>(
         &now_time(),
     );
 
-    // Without a fresh reading of the account, what the status held stays.
+    // Without a fresh reading of the account, the status keeps its previous values.
     let (username, distinguished_name, object_guid, expires) = match &outcome.account {
         Some(account) => (
             Some(account.username.clone()),
@@ -333,12 +354,19 @@ async fn apply_user<D: Directory>(
         resync,
     ));
 
-    // A rejection changes nothing in AD; the status and one event say why.
-    let reference_ = &reference;
+    // A rejection changes nothing in AD. The status and one event record the reason.
+    let event_target = &reference;
     let reject = |reason: &'static str, message: String| async move {
         if !already_reported(user.status.as_ref(), &message) {
             warn!(reason, message = %message, "not applied");
-            publish(ctx, reference_, EventType::Warning, reason, message.clone()).await;
+            publish(
+                ctx,
+                event_target,
+                EventType::Warning,
+                reason,
+                message.clone(),
+            )
+            .await;
         }
         let outcome = UserOutcome::blocked(reason, message, previous_phase);
         write_user_status(ctx, user, outcome, today).await
@@ -400,6 +428,8 @@ async fn apply_user<D: Directory>(
     if existing.is_none() && !from_git {
         let submitted = submission_date(user, now).with_timezone(&zone).date_naive();
         let change = notice::Change::Create { new: &user.spec };
+        // NOTE: only public holidays count as closed days here. The closing days of the
+        // git source's policy file are not known to the controller.
         let violations = notice::check(change, &supplier.spec, &Calendar::danish(), submitted);
         if let Some(first) = violations.first() {
             let reason = match first.kind {
@@ -608,7 +638,7 @@ fn finding_reason(finding: &Finding) -> &'static str {
     }
 }
 
-/// Returns the phase of a user from its account as AD holds it after the reconcile.
+/// Returns the phase of a user from its account, as AD contains it after the reconcile.
 fn phase_of(
     spec: &SupplierUserSpec,
     account: Option<&Account>,
@@ -821,7 +851,7 @@ async fn apply_supplier<D: Directory>(
         &ctx.directory,
         &*ctx.sink,
         &supplier_part,
-        ctx.config.plan_connections(),
+        ctx.config.connections,
     )
     .await;
     let zone = ctx.config.plan.time_zone;
@@ -887,7 +917,7 @@ async fn apply_supplier<D: Directory>(
         (None, None) => ConditionState::yes(
             READY,
             "Reconciled",
-            "the organisational unit exists and no account is left without its object",
+            "no OU is missing for a user, and no account is left without its object",
         ),
     };
     write(ready, not_suspended, accounts).await?;
@@ -912,4 +942,24 @@ fn is_removal(account_plan: &AccountPlan) -> bool {
             ..
         }]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_short_text() {
+        assert_eq!(truncate("kort".to_owned(), 10), "kort");
+    }
+
+    #[test]
+    fn truncate_cuts_on_character_boundary() {
+        // "ø" takes two bytes, so a cut at an odd byte must step back.
+        let text = "ø".repeat(600);
+        let cut = truncate(text, MAX_NOTE_BYTES);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'ø'));
+    }
 }
