@@ -67,10 +67,9 @@ pub fn due(
             let Some(last_day) = account.last_day else {
                 continue;
             };
-            let changing = overview
-                .differences
-                .iter()
-                .any(|d| d.file == account.file && matches!(d.action.as_str(), "set-expiry" | "delete"));
+            let changing = overview.differences.iter().any(|d| {
+                d.file == account.file && matches!(d.action.as_str(), "set-expiry" | "delete")
+            });
             if changing || sent.reminded(&overview.supplier, &account.file, last_day) {
                 continue;
             }

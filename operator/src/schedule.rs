@@ -81,7 +81,9 @@ pub struct SentRecord {
 impl SentRecord {
     /// Returns true when the overview of the month that starts on `month` was sent.
     pub fn overview_sent(&self, supplier: &str, month: NaiveDate) -> bool {
-        self.overviews.get(supplier).is_some_and(|sent| *sent >= month)
+        self.overviews
+            .get(supplier)
+            .is_some_and(|sent| *sent >= month)
     }
 
     /// Returns true when the account was reminded for the period that ends on `last_day`.
@@ -354,7 +356,13 @@ pub async fn send_due<S: MailSender>(
     let mut report = RoundReport::default();
 
     let suppliers = round.overviews.iter().map(|o| o.supplier.as_str());
-    let due = overviews_due(round.now, round.settings, round.calendar, suppliers, &record)?;
+    let due = overviews_due(
+        round.now,
+        round.settings,
+        round.calendar,
+        suppliers,
+        &record,
+    )?;
     for (supplier, month) in due {
         let Some(overview) = round.overviews.iter().find(|o| o.supplier == supplier) else {
             continue;
@@ -378,7 +386,10 @@ pub async fn send_due<S: MailSender>(
         }
     }
 
-    let today = round.now.with_timezone(&round.settings.time_zone).date_naive();
+    let today = round
+        .now
+        .with_timezone(&round.settings.time_zone)
+        .date_naive();
     let due = reminders::due(
         round.overviews,
         round.calendar,
@@ -391,10 +402,16 @@ pub async fn send_due<S: MailSender>(
         let content = MailContent::from(rendered);
         match sender.send(&mail.supplier, &content).await {
             Ok(()) => {
-                info!(supplier = mail.supplier, accounts = mail.accounts.len(), "sent a reminder");
+                info!(
+                    supplier = mail.supplier,
+                    accounts = mail.accounts.len(),
+                    "sent a reminder"
+                );
                 record.record_reminder(&mail);
                 store.save(&record)?;
-                report.reminders.push((mail.supplier.clone(), mail.accounts.len()));
+                report
+                    .reminders
+                    .push((mail.supplier.clone(), mail.accounts.len()));
             }
             Err(message) => {
                 error!(supplier = mail.supplier, error = %message, "failed to send a reminder");

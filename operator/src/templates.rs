@@ -118,7 +118,11 @@ pub enum MailKind {
 
 impl MailKind {
     /// Every kind, in the order they are loaded.
-    pub const ALL: [MailKind; 3] = [MailKind::Credentials, MailKind::Overview, MailKind::Reminder];
+    pub const ALL: [MailKind; 3] = [
+        MailKind::Credentials,
+        MailKind::Overview,
+        MailKind::Reminder,
+    ];
 
     /// Returns the template's file name.
     pub fn file_name(self) -> &'static str {
@@ -131,10 +135,14 @@ impl MailKind {
 
     fn builtin(self, language: Language) -> &'static str {
         match (language, self) {
-            (Language::Da, MailKind::Credentials) => include_str!("../templates/da/credentials.txt"),
+            (Language::Da, MailKind::Credentials) => {
+                include_str!("../templates/da/credentials.txt")
+            }
             (Language::Da, MailKind::Overview) => include_str!("../templates/da/overview.txt"),
             (Language::Da, MailKind::Reminder) => include_str!("../templates/da/reminder.txt"),
-            (Language::En, MailKind::Credentials) => include_str!("../templates/en/credentials.txt"),
+            (Language::En, MailKind::Credentials) => {
+                include_str!("../templates/en/credentials.txt")
+            }
             (Language::En, MailKind::Overview) => include_str!("../templates/en/overview.txt"),
             (Language::En, MailKind::Reminder) => include_str!("../templates/en/reminder.txt"),
         }
@@ -370,7 +378,9 @@ fn new_environment(language: Language) -> Environment<'static> {
     environment.set_trim_blocks(true);
     environment.set_lstrip_blocks(true);
     environment.set_keep_trailing_newline(true);
-    environment.add_filter("date", move |value: Value| format_date_value(language, &value));
+    environment.add_filter("date", move |value: Value| {
+        format_date_value(language, &value)
+    });
     environment.add_filter("month", move |value: Value| {
         parse_date_value(&value).map(|date| language.format_month(date))
     });

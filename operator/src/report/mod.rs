@@ -8,6 +8,7 @@
 //! mail templates ([`crate::templates`]).
 
 pub mod csv;
+pub mod outbox;
 
 use std::collections::BTreeMap;
 
@@ -162,7 +163,10 @@ fn account_row(
     spec: &SupplierSpec,
     zone: Tz,
 ) -> OverviewAccount {
-    let link = account.link.as_ref().expect("only linked accounts are listed");
+    let link = account
+        .link
+        .as_ref()
+        .expect("only linked accounts are listed");
     let user = desired
         .suppliers
         .get(&link.supplier)
@@ -267,7 +271,10 @@ fn differences(plan: &Plan, supplier: &str, existing: &[&UserKey], zone: Tz) -> 
 
 /// Renders a supplier's overview mail: the text from the `overview` template and the CSV as
 /// an attachment named `<supplier>-<yyyy-mm>.csv`.
-pub fn overview_mail(templates: &Templates, overview: &Overview) -> Result<MailContent, TemplateError> {
+pub fn overview_mail(
+    templates: &Templates,
+    overview: &Overview,
+) -> Result<MailContent, TemplateError> {
     let rendered = templates.overview(overview)?;
     let filename = format!(
         "{}-{}.csv",
