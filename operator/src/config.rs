@@ -12,9 +12,16 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::calendar::ClosingDays;
 use crate::directory::{DirectorySettings, Secret};
 use crate::plan::{DeletionGuard, Settings as PlanSettings};
+use crate::reminders;
+use crate::schedule::{self, ScheduleSettings};
 use crate::source::RepositorySettings;
+use crate::templates::Language;
+
+/// Largest `schedule.reminderWorkingDays`: about three months of working days.
+const MAX_REMINDER_WORKING_DAYS: u32 = 60;
 
 /// Environment variable that contains the bind password itself.
 pub const BIND_PASSWORD_ENV: &str = "ADGANG_BIND_PASSWORD";
@@ -70,6 +77,51 @@ struct RawConfig {
     credentials: RawCredentials,
     #[serde(default)]
     signatures: RawSignatures,
+    #[serde(default)]
+    templates: RawTemplates,
+    #[serde(default)]
+    schedule: RawSchedule,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTemplates {
+    #[serde(default)]
+    language: Language,
+    #[serde(default)]
+    folder: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSchedule {
+    #[serde(default = "default_overview_hour")]
+    overview_hour: u32,
+    #[serde(default = "default_reminder_working_days")]
+    reminder_working_days: u32,
+    #[serde(default)]
+    closing_days: ClosingDays,
+    #[serde(default)]
+    outbox: Option<PathBuf>,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        Self {
+            overview_hour: default_overview_hour(),
+            reminder_working_days: default_reminder_working_days(),
+            closing_days: ClosingDays::default(),
+            outbox: None,
+        }
+    }
+}
+
+fn default_overview_hour() -> u32 {
+    schedule::DEFAULT_OVERVIEW_HOUR
+}
+
+fn default_reminder_working_days() -> u32 {
+    reminders::DEFAULT_WORKING_DAYS
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +228,16 @@ pub struct Config {
     pub credentials_dir: PathBuf,
     /// Whether every commit must be signed by someone allowed to make its changes.
     pub require_signatures: bool,
+    /// Language of the mails.
+    pub language: Language,
+    /// Folder of municipality-edited templates that override the built-in ones.
+    pub templates_dir: Option<PathBuf>,
+    /// When the overview and the reminders go.
+    pub schedule: ScheduleSettings,
+    /// Closing days added to those of the repository's `policy.yaml` for the schedule.
+    pub closing_days: ClosingDays,
+    /// Folder that mails are written to instead of being sent.
+    pub outbox_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -245,6 +307,21 @@ impl Config {
                 format!(
                     "{} is not a share between 0.0 and 1.0",
                     raw.safety.max_deletion_share
+                ),
+            ));
+        }
+        if raw.schedule.overview_hour > 23 {
+            return Err(invalid(
+                "schedule.overviewHour",
+                format!("{} is not an hour from 0 to 23", raw.schedule.overview_hour),
+            ));
+        }
+        if !(1..=MAX_REMINDER_WORKING_DAYS).contains(&raw.schedule.reminder_working_days) {
+            return Err(invalid(
+                "schedule.reminderWorkingDays",
+                format!(
+                    "{} is outside 1 to {MAX_REMINDER_WORKING_DAYS} working days",
+                    raw.schedule.reminder_working_days
                 ),
             ));
         }
@@ -318,6 +395,15 @@ impl Config {
             min_deletion_count: raw.safety.min_deletion_count,
             credentials_dir,
             require_signatures: raw.signatures.required,
+            language: raw.templates.language,
+            templates_dir: raw.templates.folder.map(|p| resolve(&p)),
+            schedule: ScheduleSettings {
+                overview_hour: raw.schedule.overview_hour,
+                reminder_working_days: raw.schedule.reminder_working_days,
+                time_zone,
+            },
+            closing_days: raw.schedule.closing_days,
+            outbox_dir: raw.schedule.outbox.map(|p| resolve(&p)),
         })
     }
 
@@ -443,6 +529,12 @@ credentials:
                 "safety:\n  maxDeletionShare: 2\n",
                 "safety.maxDeletionShare",
             ),
+            ("schedule:\n  overviewHour: 24\n", "schedule.overviewHour"),
+            (
+                "schedule:\n  reminderWorkingDays: 0\n",
+                "schedule.reminderWorkingDays",
+            ),
+            ("templates:\n  language: de\n", "de"),
         ];
         for (extra, setting) in cases {
             let error = load(&format!("{EXAMPLE}{extra}")).unwrap_err().to_string();
@@ -455,6 +547,49 @@ credentials:
         assert!(
             error.to_string().contains("directory.managedBase"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn mail_defaults() {
+        let config = load(EXAMPLE).unwrap();
+        assert_eq!(config.language, Language::Da);
+        assert_eq!(config.templates_dir, None);
+        assert_eq!(config.schedule.overview_hour, 7);
+        assert_eq!(config.schedule.reminder_working_days, 10);
+        assert_eq!(config.schedule.time_zone, chrono_tz::Europe::Copenhagen);
+        assert_eq!(config.closing_days, ClosingDays::default());
+        assert_eq!(config.outbox_dir, None);
+    }
+
+    #[test]
+    fn mail_settings_read() {
+        let extra = "templates:
+  language: en
+  folder: skabeloner
+schedule:
+  overviewHour: 9
+  reminderWorkingDays: 15
+  closingDays:
+    fixed: [\"06-05\"]
+    dates: [2027-05-07]
+  outbox: /var/lib/adgang/outbox
+";
+        let config = load(&format!("{EXAMPLE}{extra}")).unwrap();
+        assert_eq!(config.language, Language::En);
+        assert_eq!(
+            config.templates_dir.as_deref(),
+            Some(Path::new("/etc/adgang/skabeloner"))
+        );
+        assert_eq!(config.schedule.overview_hour, 9);
+        assert_eq!(config.schedule.reminder_working_days, 15);
+        let may_7 = chrono::NaiveDate::from_ymd_opt(2027, 5, 7).unwrap();
+        assert!(config.closing_days.contains(may_7));
+        let june_5 = chrono::NaiveDate::from_ymd_opt(2030, 6, 5).unwrap();
+        assert!(config.closing_days.contains(june_5));
+        assert_eq!(
+            config.outbox_dir.as_deref(),
+            Some(Path::new("/var/lib/adgang/outbox"))
         );
     }
 }

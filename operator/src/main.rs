@@ -23,6 +23,8 @@ use adgang::source::{GitSource, StateStore};
 use adgang::sync::{self, SyncOptions, SyncReport};
 use adgang::validate;
 
+mod report_command;
+
 #[derive(Parser)]
 #[command(
     name = "adgang",
@@ -97,6 +99,37 @@ struct ValidateArgs {
     format: ValidateFormat,
 }
 
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Configuration file (YAML).
+    #[arg(
+        long,
+        short,
+        env = "ADGANG_CONFIG",
+        default_value = "/etc/adgang/config.yaml"
+    )]
+    config: PathBuf,
+    /// Prints the overviews on standard output instead of sending them.
+    #[arg(long)]
+    print: bool,
+    /// Format of --print: the mail text, the CSV attachment, or JSON.
+    #[arg(long, short, value_enum, default_value_t = ReportFormat::Text, requires = "print")]
+    output: ReportFormat,
+    /// Only this supplier, by its folder name (repeatable) [default: every supplier].
+    #[arg(long, value_name = "ID")]
+    supplier: Vec<String>,
+    /// Writes the mails to this folder instead of sending them [default: schedule.outbox].
+    #[arg(long, value_name = "FOLDER", conflicts_with = "print")]
+    outbox: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Csv,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ValidateFormat {
     Text,
@@ -128,6 +161,8 @@ enum Command {
     },
     /// Checks a pull request: schema, notice rules and commit signatures, without AD.
     Validate(ValidateArgs),
+    /// Sends each supplier the overview of its accounts in AD now, or prints it with --print.
+    Report(ReportArgs),
     /// Prints the CustomResourceDefinitions of Supplier and SupplierUser.
     Crd {
         /// Writes one file per CRD into this folder instead of printing them.
@@ -183,6 +218,7 @@ async fn run(command: Command) -> ExitCode {
         }
         Command::Plan(common) => run_once(&common, false, None).await,
         Command::Validate(args) => run_validate(&args),
+        Command::Report(args) => report_command::run(&args).await,
         Command::Sync {
             common,
             interval: None,
@@ -197,6 +233,10 @@ async fn run(command: Command) -> ExitCode {
                 eprintln!("error: --interval must be at least 1 second");
                 return ExitCode::from(2);
             }
+            if let Err(e) = report_command::check_templates(&common.config) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let (metrics, trigger) = match start_server(listen, &common).await {
                 Ok(started) => started,
                 Err(e) => {
@@ -209,6 +249,7 @@ async fn run(command: Command) -> ExitCode {
                 if code == ExitCode::from(2) {
                     return code;
                 }
+                report_command::run_schedule_round(&common.config).await;
                 info!(seconds, "waiting for the next sync");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(seconds)) => {}

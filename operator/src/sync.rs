@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::credentials::{Credentials, CredentialsSink, generate_password};
 use crate::desired::{self, DesiredState};
 use crate::directory::{Directory, DirectoryError};
-use crate::model::{Action, UserKey};
+use crate::model::{Action, DirectorySnapshot, UserKey};
 use crate::notice;
 use crate::plan::{self, AccountPlan, Plan};
 use crate::resources::SupplierUserSpec;
@@ -125,6 +125,8 @@ pub struct Prepared {
     pub unauthorised: Vec<CommitProblem>,
     pub late_merges: Vec<String>,
     pub plan: Plan,
+    /// What AD held when the plan was made.
+    pub snapshot: DirectorySnapshot,
 }
 
 /// Reads the desired state at a commit.
@@ -233,6 +235,7 @@ pub async fn prepare<D: Directory>(
         unauthorised,
         late_merges,
         plan,
+        snapshot,
     })
 }
 
@@ -294,6 +297,7 @@ pub async fn apply<D: Directory>(
         unauthorised,
         late_merges,
         plan,
+        snapshot: _,
     } = prepared;
     let (applied, failures) =
         apply_plan(directory, sink, &plan, config.directory.connections).await;

@@ -9,6 +9,7 @@
 
 pub mod csv;
 pub mod outbox;
+pub mod run;
 
 use std::collections::BTreeMap;
 
