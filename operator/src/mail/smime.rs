@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment as MimeAttachment, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment as MimeAttachment, Body, MultiPart, SinglePart};
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
@@ -62,10 +62,15 @@ pub(super) fn build_entity(mail: &OutgoingMail) -> Result<Vec<u8>, MailError> {
                 attachment.filename, attachment.content_type
             ))
         })?;
-        multipart = multipart.singlepart(
-            MimeAttachment::new(attachment.filename.clone())
-                .body(attachment.content.clone(), content_type),
-        );
+        // Base64 keeps the attachment's bytes exact, because the canonical form of a text
+        // part would otherwise turn its LF line endings into CRLF.
+        let body =
+            Body::new_with_encoding(attachment.content.clone(), ContentTransferEncoding::Base64)
+                .map_err(|_| {
+                    build_error(format!("attachment {}: base64 failed", attachment.filename))
+                })?;
+        multipart = multipart
+            .singlepart(MimeAttachment::new(attachment.filename.clone()).body(body, content_type));
     }
     Ok(canonical_line_endings(&multipart.formatted()))
 }
