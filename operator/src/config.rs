@@ -3,7 +3,8 @@
 //!
 //! Secrets never sit in the file itself. The bind password comes from
 //! `ADGANG_BIND_PASSWORD`, or from the file named by `ADGANG_BIND_PASSWORD_FILE` or by
-//! `directory.bindPasswordFile`, in that order. Relative paths are read relative to the
+//! `directory.bindPasswordFile`, in that order. The SMTP password comes from
+//! `ADGANG_SMTP_PASSWORD`, `ADGANG_SMTP_PASSWORD_FILE` or `mail.smtp.passwordFile` alike. Relative paths are read relative to the
 //! folder of the configuration file, so an example folder can be moved as a whole.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use serde::Deserialize;
 
 use crate::calendar::ClosingDays;
 use crate::directory::{DirectorySettings, Secret};
+use crate::mail::{MailSettings, RetrySettings, TlsMode};
 use crate::plan::{DeletionGuard, Settings as PlanSettings};
 use crate::reminders;
 use crate::schedule::{self, ScheduleSettings};
@@ -27,6 +29,35 @@ const MAX_REMINDER_WORKING_DAYS: u32 = 60;
 pub const BIND_PASSWORD_ENV: &str = "ADGANG_BIND_PASSWORD";
 /// Environment variable that names a file containing the bind password.
 pub const BIND_PASSWORD_FILE_ENV: &str = "ADGANG_BIND_PASSWORD_FILE";
+/// Environment variable that contains the SMTP password itself.
+pub const SMTP_PASSWORD_ENV: &str = "ADGANG_SMTP_PASSWORD";
+/// Environment variable that names a file containing the SMTP password.
+pub const SMTP_PASSWORD_FILE_ENV: &str = "ADGANG_SMTP_PASSWORD_FILE";
+
+/// Secrets taken from the environment, each `None` when its variable is unset.
+#[derive(Clone, Debug, Default)]
+pub struct SecretEnv {
+    /// Value of `ADGANG_BIND_PASSWORD`.
+    pub bind_password: Option<String>,
+    /// Value of `ADGANG_BIND_PASSWORD_FILE`.
+    pub bind_password_file: Option<PathBuf>,
+    /// Value of `ADGANG_SMTP_PASSWORD`.
+    pub smtp_password: Option<String>,
+    /// Value of `ADGANG_SMTP_PASSWORD_FILE`.
+    pub smtp_password_file: Option<PathBuf>,
+}
+
+impl SecretEnv {
+    /// Reads the four variables from the process environment.
+    pub fn from_process() -> Self {
+        Self {
+            bind_password: std::env::var(BIND_PASSWORD_ENV).ok(),
+            bind_password_file: std::env::var_os(BIND_PASSWORD_FILE_ENV).map(PathBuf::from),
+            smtp_password: std::env::var(SMTP_PASSWORD_ENV).ok(),
+            smtp_password_file: std::env::var_os(SMTP_PASSWORD_FILE_ENV).map(PathBuf::from),
+        }
+    }
+}
 
 /// A configuration that cannot be used, naming the file, the setting and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +90,18 @@ pub enum ConfigError {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// No SMTP password was given although a `mail:` section is configured.
+    #[error(
+        "no SMTP password: set {SMTP_PASSWORD_ENV}, or {SMTP_PASSWORD_FILE_ENV} or \
+         mail.smtp.passwordFile in {path} to a file that holds it"
+    )]
+    MissingSmtpPassword { path: PathBuf },
+    /// The SMTP password file could not be read.
+    #[error("failed to read the SMTP password file {file}: {source}")]
+    SmtpPasswordFile {
+        file: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The configuration file as written.
@@ -74,7 +117,10 @@ struct RawConfig {
     safety: RawSafety,
     #[serde(default)]
     grace_days: u32,
-    credentials: RawCredentials,
+    #[serde(default)]
+    credentials: Option<RawCredentials>,
+    #[serde(default)]
+    mail: Option<RawMail>,
     #[serde(default)]
     signatures: RawSignatures,
     #[serde(default)]
@@ -189,7 +235,85 @@ impl Default for RawSafety {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawCredentials {
-    directory: PathBuf,
+    #[serde(default)]
+    delivery: Option<RawDelivery>,
+    #[serde(default)]
+    directory: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawDelivery {
+    Mail,
+    File,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawMail {
+    smtp: RawSmtp,
+    from: String,
+    certificate_file: PathBuf,
+    key_file: PathBuf,
+    #[serde(default)]
+    retry: RawRetry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default = "default_smtp_tls")]
+    tls: RawTls,
+    ca_file: PathBuf,
+    username: String,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_timeout_seconds")]
+    timeout_seconds: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawTls {
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRetry {
+    #[serde(default = "default_retry_attempts")]
+    attempts: u32,
+    #[serde(default = "default_initial_backoff_seconds")]
+    initial_backoff_seconds: f64,
+    #[serde(default = "default_max_backoff_seconds")]
+    max_backoff_seconds: f64,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            attempts: default_retry_attempts(),
+            initial_backoff_seconds: default_initial_backoff_seconds(),
+            max_backoff_seconds: default_max_backoff_seconds(),
+        }
+    }
+}
+
+fn default_smtp_tls() -> RawTls {
+    RawTls::Starttls
+}
+fn default_retry_attempts() -> u32 {
+    RetrySettings::default().attempts
+}
+fn default_initial_backoff_seconds() -> f64 {
+    RetrySettings::default().initial_backoff.as_secs_f64()
+}
+fn default_max_backoff_seconds() -> f64 {
+    RetrySettings::default().max_backoff.as_secs_f64()
 }
 
 fn default_time_zone() -> String {
@@ -224,8 +348,10 @@ pub struct Config {
     pub grace_days: u32,
     pub max_deletion_share: f64,
     pub min_deletion_count: usize,
-    /// Folder of the file credentials sink.
-    pub credentials_dir: PathBuf,
+    /// Where new accounts' initial passwords are delivered.
+    pub credentials: CredentialsDelivery,
+    /// The `mail:` section, when present.
+    pub mail: Option<MailSettings>,
     /// Whether every commit must be signed by someone allowed to make its changes.
     pub require_signatures: bool,
     /// Language of the mails.
@@ -240,6 +366,17 @@ pub struct Config {
     pub outbox_dir: Option<PathBuf>,
 }
 
+/// Where the initial password of a new account goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialsDelivery {
+    /// S/MIME mail to the supplier's secure mail address, with the `mail:` settings. The
+    /// default when the configuration has a `mail:` section.
+    Mail,
+    /// One owner-only file per account in this folder (`credentials.delivery: file`). The
+    /// default without a `mail:` section.
+    File { directory: PathBuf },
+}
+
 impl Config {
     /// Reads and checks the configuration file, taking secrets from the environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -247,19 +384,42 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let bind_password_env = std::env::var(BIND_PASSWORD_ENV).ok();
-        let bind_password_file_env = std::env::var_os(BIND_PASSWORD_FILE_ENV).map(PathBuf::from);
-        Self::from_str(path, &text, bind_password_env, bind_password_file_env)
+        Self::from_str_with_env(path, &text, SecretEnv::from_process())
     }
 
-    /// Parses and checks configuration text; `path` names the file in messages and anchors
-    /// relative paths.
+    /// Returns the folder of the file credentials sink, when delivery is by file.
+    pub fn credentials_dir(&self) -> Option<&Path> {
+        match &self.credentials {
+            CredentialsDelivery::File { directory } => Some(directory),
+            CredentialsDelivery::Mail => None,
+        }
+    }
+
+    /// Parses and checks configuration text with only the bind password variables set; see
+    /// [`Config::from_str_with_env`].
     pub fn from_str(
         path: &Path,
         text: &str,
         bind_password_env: Option<String>,
         bind_password_file_env: Option<PathBuf>,
     ) -> Result<Self, ConfigError> {
+        let env = SecretEnv {
+            bind_password: bind_password_env,
+            bind_password_file: bind_password_file_env,
+            ..SecretEnv::default()
+        };
+        Self::from_str_with_env(path, text, env)
+    }
+
+    /// Parses and checks configuration text; `path` names the file in messages and anchors
+    /// relative paths.
+    pub fn from_str_with_env(path: &Path, text: &str, env: SecretEnv) -> Result<Self, ConfigError> {
+        let SecretEnv {
+            bind_password: bind_password_env,
+            bind_password_file: bind_password_file_env,
+            smtp_password: smtp_password_env,
+            smtp_password_file: smtp_password_file_env,
+        } = env;
         let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
@@ -343,8 +503,8 @@ impl Config {
             raw.directory.bind_password_file,
         ) {
             (Some(password), _, _) => Secret::new(password),
-            (None, Some(file), _) => read_password_file(&file)?,
-            (None, None, Some(file)) => read_password_file(&resolve(&file))?,
+            (None, Some(file), _) => read_password_file(&file, bind_password_error)?,
+            (None, None, Some(file)) => read_password_file(&resolve(&file), bind_password_error)?,
             (None, None, None) => {
                 return Err(ConfigError::MissingBindPassword {
                     path: path.to_owned(),
@@ -362,13 +522,27 @@ impl Config {
                 .map(|p| resolve(&p))
                 .unwrap_or_else(|| state_dir.join("cache")),
         };
-        let credentials_dir = resolve(&raw.credentials.directory);
-        if Path::new(&repository.url).is_dir() && credentials_dir.starts_with(&repository.url) {
+        let mail = match raw.mail {
+            Some(mail) => Some(mail_settings(
+                path,
+                mail,
+                &resolve,
+                smtp_password_env,
+                smtp_password_file_env,
+            )?),
+            None => None,
+        };
+        let credentials = credentials_delivery(raw.credentials, mail.is_some(), &resolve)
+            .map_err(|(setting, message)| invalid(setting, message))?;
+        if let CredentialsDelivery::File { directory } = &credentials
+            && Path::new(&repository.url).is_dir()
+            && directory.starts_with(&repository.url)
+        {
             return Err(invalid(
                 "credentials.directory",
                 format!(
                     "{} is inside the repository {}, where a password could be committed",
-                    credentials_dir.display(),
+                    directory.display(),
                     repository.url
                 ),
             ));
@@ -393,7 +567,8 @@ impl Config {
             grace_days: raw.grace_days,
             max_deletion_share: raw.safety.max_deletion_share,
             min_deletion_count: raw.safety.min_deletion_count,
-            credentials_dir,
+            credentials,
+            mail,
             require_signatures: raw.signatures.required,
             language: raw.templates.language,
             templates_dir: raw.templates.folder.map(|p| resolve(&p)),
@@ -432,11 +607,170 @@ fn resolve_repository_url(url: &str, folder: &Path) -> String {
     }
 }
 
-fn read_password_file(file: &Path) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::BindPasswordFile {
-        file: file.to_owned(),
-        source,
+/// Chooses the credentials delivery: `credentials.delivery` when set, otherwise mail when
+/// there is a `mail:` section and a file folder when there is not.
+fn credentials_delivery(
+    raw: Option<RawCredentials>,
+    has_mail: bool,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<CredentialsDelivery, (&'static str, String)> {
+    let (delivery, directory) = match raw {
+        Some(raw) => (raw.delivery, raw.directory),
+        None => (None, None),
+    };
+    let delivery = delivery.unwrap_or(if has_mail {
+        RawDelivery::Mail
+    } else {
+        RawDelivery::File
+    });
+    match (delivery, directory) {
+        (RawDelivery::Mail, _) if !has_mail => Err((
+            "credentials.delivery",
+            "is mail, but there is no mail: section; add one or set delivery: file".to_owned(),
+        )),
+        (RawDelivery::Mail, Some(directory)) => Err((
+            "credentials.directory",
+            format!(
+                "{} is set, but delivery is mail; remove it, or set credentials.delivery: file \
+                 to write passwords to files",
+                directory.display()
+            ),
+        )),
+        (RawDelivery::Mail, None) => Ok(CredentialsDelivery::Mail),
+        (RawDelivery::File, Some(directory)) => Ok(CredentialsDelivery::File {
+            directory: resolve(&directory),
+        }),
+        (RawDelivery::File, None) => Err((
+            "credentials.directory",
+            "is missing; set it to a folder outside the repository, or add a mail: section \
+             to deliver passwords by secure mail"
+                .to_owned(),
+        )),
+    }
+}
+
+/// Checks the `mail:` section and resolves its paths and its password.
+fn mail_settings(
+    path: &Path,
+    raw: RawMail,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    password_env: Option<String>,
+    password_file_env: Option<PathBuf>,
+) -> Result<MailSettings, ConfigError> {
+    let invalid = |setting: &'static str, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        setting,
+        message,
+    };
+    let host = raw.smtp.host.trim().to_owned();
+    if host.is_empty()
+        || host.contains(['/', ':', ' ']) && host.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(invalid(
+            "mail.smtp.host",
+            format!("{:?} is not a host name or IP address", raw.smtp.host),
+        ));
+    }
+    let tls = match raw.smtp.tls {
+        RawTls::Starttls => TlsMode::StartTls,
+        RawTls::Tls => TlsMode::Tls,
+    };
+    let port = raw.smtp.port.unwrap_or(match tls {
+        TlsMode::StartTls => 587,
+        TlsMode::Tls => 465,
+    });
+    if port == 0 {
+        return Err(invalid("mail.smtp.port", "0 is not a port".to_owned()));
+    }
+    if raw.smtp.username.trim().is_empty() {
+        return Err(invalid(
+            "mail.smtp.username",
+            "is empty; set the SMTP AUTH user name".to_owned(),
+        ));
+    }
+    if raw.from.parse::<lettre::Address>().is_err() {
+        return Err(invalid(
+            "mail.from",
+            format!("{:?} is not a mail address", raw.from),
+        ));
+    }
+    if raw.retry.attempts == 0 || raw.retry.attempts > 20 {
+        return Err(invalid(
+            "mail.retry.attempts",
+            format!("{} is outside 1 to 20", raw.retry.attempts),
+        ));
+    }
+    let initial_backoff = backoff(raw.retry.initial_backoff_seconds).ok_or_else(|| {
+        invalid(
+            "mail.retry.initialBackoffSeconds",
+            out_of_range(raw.retry.initial_backoff_seconds),
+        )
     })?;
+    let max_backoff = backoff(raw.retry.max_backoff_seconds).ok_or_else(|| {
+        invalid(
+            "mail.retry.maxBackoffSeconds",
+            out_of_range(raw.retry.max_backoff_seconds),
+        )
+    })?;
+    if raw.smtp.timeout_seconds == 0 {
+        return Err(invalid(
+            "mail.smtp.timeoutSeconds",
+            "0 is not a timeout; set a number of seconds".to_owned(),
+        ));
+    }
+
+    let smtp_password_error =
+        |file: PathBuf, source| ConfigError::SmtpPasswordFile { file, source };
+    let password = match (password_env, password_file_env, raw.smtp.password_file) {
+        (Some(password), _, _) => Secret::new(password),
+        (None, Some(file), _) => read_password_file(&file, smtp_password_error)?,
+        (None, None, Some(file)) => read_password_file(&resolve(&file), smtp_password_error)?,
+        (None, None, None) => {
+            return Err(ConfigError::MissingSmtpPassword {
+                path: path.to_owned(),
+            });
+        }
+    };
+
+    Ok(MailSettings {
+        host,
+        port,
+        tls,
+        ca_file: resolve(&raw.smtp.ca_file),
+        username: raw.smtp.username,
+        password,
+        from: raw.from,
+        certificate_file: resolve(&raw.certificate_file),
+        key_file: resolve(&raw.key_file),
+        timeout: Duration::from_secs(raw.smtp.timeout_seconds),
+        retry: RetrySettings {
+            attempts: raw.retry.attempts,
+            initial_backoff,
+            max_backoff,
+        },
+    })
+}
+
+/// Converts a backoff in seconds, accepting 0 to one hour.
+fn backoff(seconds: f64) -> Option<Duration> {
+    (0.0..=3600.0)
+        .contains(&seconds)
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+fn out_of_range(seconds: f64) -> String {
+    format!("{seconds} is outside 0 to 3600 seconds")
+}
+
+fn bind_password_error(file: PathBuf, source: std::io::Error) -> ConfigError {
+    ConfigError::BindPasswordFile { file, source }
+}
+
+fn read_password_file(
+    file: &Path,
+    error: impl Fn(PathBuf, std::io::Error) -> ConfigError,
+) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| error(file.to_owned(), source))?;
     // A trailing newline is how editors and `echo` end the file; it is never part of a password.
     Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_owned()))
 }

@@ -1,18 +1,26 @@
 //! Initial passwords: generating them and delivering them to the supplier.
 //!
 //! A password exists in memory, in AD, and in the one place a [`CredentialsSink`] delivers
-//! it. [`FileSink`] writes it to an owner-only file in a folder outside the repository; it
-//! is meant for installations without secure mail, because anyone with read access to that
-//! folder as the same user can read every new password.
+//! it. [`MailSink`] sends it in an S/MIME signed and encrypted mail to the supplier's secure
+//! mail address. [`FileSink`] writes it to an owner-only file in a folder outside the
+//! repository; it is meant for installations without secure mail, because anyone with read
+//! access to that folder as the same user can read every new password.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use crate::desired::DesiredState;
 use crate::directory::Secret;
+use crate::mail::templates::{self, CredentialsText, TemplateError};
+use crate::mail::{MailError, Mailer, OutgoingMail};
 use crate::model::UserKey;
+use crate::resources::SupplierSpec;
 
 /// Length of generated passwords, in characters.
 pub const PASSWORD_LENGTH: usize = 20;
@@ -61,13 +69,131 @@ pub enum CredentialsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The supplier's `supplier.yaml` is missing or invalid, so there is no address to mail.
+    #[error("no credentials mail for {username}: supplier {supplier} has no valid supplier.yaml")]
+    UnknownSupplier { supplier: String, username: String },
+    /// The supplier has no S/MIME certificate to encrypt to.
+    #[error(
+        "no credentials mail for {username}: supplier {supplier} has no \
+         spec.secureMailCertificate in suppliers/{supplier}/supplier.yaml; add the PEM of the \
+         S/MIME certificate of {address}"
+    )]
+    MissingCertificate {
+        supplier: String,
+        username: String,
+        address: String,
+    },
+    /// The mail text could not be rendered.
+    #[error("no credentials mail for {username} of supplier {supplier}: {source}")]
+    Template {
+        supplier: String,
+        username: String,
+        source: TemplateError,
+    },
+    /// The mail was not sent.
+    #[error("no credentials mail for {username} of supplier {supplier}: {source}")]
+    Mail {
+        supplier: String,
+        username: String,
+        source: Box<MailError>,
+    },
 }
 
 /// Delivers new credentials to the supplier. The account is marked delivered (and may be
-/// enabled) only after `deliver` returns `Ok`.
+/// enabled) only after the future of `deliver` returns `Ok`.
 pub trait CredentialsSink: Send + Sync {
-    /// Delivers the credentials; returns only when they are stored or sent for good.
-    fn deliver(&self, credentials: &Credentials<'_>) -> Result<(), CredentialsError>;
+    /// Delivers the credentials; the future completes only when they are stored, or accepted
+    /// by the SMTP server.
+    fn deliver<'a>(
+        &'a self,
+        credentials: &'a Credentials<'a>,
+    ) -> BoxFuture<'a, Result<(), CredentialsError>>;
+}
+
+/// Sends each account's credentials by S/MIME mail to its supplier's secure mail address.
+///
+/// NOTE: the mail is for the attention of all the supplier's contact persons, not only the
+/// one whose signed commit added the user, because the plan does not carry the commit.
+pub struct MailSink {
+    mailer: Arc<Mailer>,
+    suppliers: BTreeMap<String, SupplierSpec>,
+}
+
+impl MailSink {
+    /// Creates a sink that mails the suppliers of `desired`, as read for this run.
+    pub fn new(mailer: Arc<Mailer>, desired: &DesiredState) -> Self {
+        let suppliers = desired
+            .suppliers
+            .iter()
+            .filter_map(|(name, supplier)| Some((name.clone(), supplier.spec.clone()?)))
+            .collect();
+        Self { mailer, suppliers }
+    }
+
+    /// Renders the credentials mail for `credentials`, without sending it.
+    pub fn compose(&self, credentials: &Credentials<'_>) -> Result<OutgoingMail, CredentialsError> {
+        let supplier = &credentials.key.supplier;
+        let username = credentials.username.to_owned();
+        let spec =
+            self.suppliers
+                .get(supplier)
+                .ok_or_else(|| CredentialsError::UnknownSupplier {
+                    supplier: supplier.clone(),
+                    username: username.clone(),
+                })?;
+        let certificate = spec
+            .secure_mail_certificate
+            .as_deref()
+            .filter(|pem| !pem.trim().is_empty())
+            .ok_or_else(|| CredentialsError::MissingCertificate {
+                supplier: supplier.clone(),
+                username: username.clone(),
+                address: spec.secure_mail.clone(),
+            })?;
+        let attention: Vec<String> = spec
+            .contact_persons
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let text = templates::render_credentials(&CredentialsText {
+            supplier: &spec.display_name,
+            attention: &attention,
+            display_name: credentials.display_name,
+            username: credentials.username,
+            password: credentials.password.expose(),
+        })
+        .map_err(|source| CredentialsError::Template {
+            supplier: supplier.clone(),
+            username: username.clone(),
+            source,
+        })?;
+        Ok(OutgoingMail {
+            to: spec.secure_mail.clone(),
+            recipient_certificate: certificate.to_owned(),
+            subject: templates::CREDENTIALS_SUBJECT_DA.to_owned(),
+            text,
+            attachments: Vec::new(),
+        })
+    }
+}
+
+impl CredentialsSink for MailSink {
+    fn deliver<'a>(
+        &'a self,
+        credentials: &'a Credentials<'a>,
+    ) -> BoxFuture<'a, Result<(), CredentialsError>> {
+        Box::pin(async move {
+            let mail = self.compose(credentials)?;
+            self.mailer
+                .send(&mail)
+                .await
+                .map_err(|source| CredentialsError::Mail {
+                    supplier: credentials.key.supplier.clone(),
+                    username: credentials.username.to_owned(),
+                    source: Box::new(source),
+                })
+        })
+    }
 }
 
 /// Writes each account's credentials to `<folder>/<supplier>/<username>.txt` with mode 0600.
@@ -89,7 +215,16 @@ impl FileSink {
 }
 
 impl CredentialsSink for FileSink {
-    fn deliver(&self, credentials: &Credentials<'_>) -> Result<(), CredentialsError> {
+    fn deliver<'a>(
+        &'a self,
+        credentials: &'a Credentials<'a>,
+    ) -> BoxFuture<'a, Result<(), CredentialsError>> {
+        Box::pin(async move { self.write(credentials) })
+    }
+}
+
+impl FileSink {
+    fn write(&self, credentials: &Credentials<'_>) -> Result<(), CredentialsError> {
         let path = self.path_for(&credentials.key.supplier, credentials.username);
         let error = |source| CredentialsError::Write {
             username: credentials.username.to_owned(),
@@ -169,7 +304,7 @@ mod tests {
             display_name: "Anne Hansen",
             password: &password,
         };
-        sink.deliver(&credentials).unwrap();
+        futures::executor::block_on(sink.deliver(&credentials)).unwrap();
 
         let path = sink.path_for("omsorg-nord", "anne.hansen");
         let text = std::fs::read_to_string(&path).unwrap();

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod desired;
 pub mod directory;
 pub mod expiry;
+pub mod mail;
 pub mod model;
 pub mod notice;
 pub mod output;

@@ -14,9 +14,10 @@ use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info};
 
-use adgang::config::{Config, ConfigError};
-use adgang::credentials::FileSink;
+use adgang::config::{Config, ConfigError, CredentialsDelivery};
+use adgang::credentials::{CredentialsSink, FileSink, MailSink};
 use adgang::directory::LdapDirectory;
+use adgang::mail::Mailer;
 use adgang::output;
 use adgang::server::{self, Metrics, Readiness, Server, ServerConfig, SyncTrigger, WebhookSecret};
 use adgang::source::{GitSource, StateStore};
@@ -279,8 +280,29 @@ async fn run_once(common: &Common, apply: bool, metrics: Option<&Metrics>) -> Ex
         }
     };
 
+    // The mailer checks the municipality's certificate and key before anything is applied.
+    let mailer = match (&config.mail, apply) {
+        (Some(settings), true) => match Mailer::from_config(settings) {
+            Ok(mailer) => {
+                let mailer = match metrics {
+                    Some(metrics) => mailer.with_metrics(metrics.clone()),
+                    None => mailer,
+                };
+                Some(Arc::new(mailer))
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: invalid mail settings in {}: {e}",
+                    config.path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+
     let started = Instant::now();
-    let result = reconcile(&config, common, apply).await;
+    let result = reconcile(&config, common, apply, mailer).await;
     match (metrics, &result) {
         (Some(metrics), Ok(report)) => metrics.record_sync(report, started.elapsed()),
         (Some(metrics), Err(_)) => metrics.record_failed_sync(started.elapsed()),
@@ -346,7 +368,12 @@ async fn start_server(
     Ok((metrics, trigger))
 }
 
-async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Result<SyncReport> {
+async fn reconcile(
+    config: &Config,
+    common: &Common,
+    apply: bool,
+    mailer: Option<Arc<Mailer>>,
+) -> anyhow::Result<SyncReport> {
     let source = GitSource::open(&config.repository)?;
     let state = StateStore::new(&config.state_dir);
     let directory = LdapDirectory::connect(config.directory.clone()).await?;
@@ -372,8 +399,16 @@ async fn reconcile(config: &Config, common: &Common, apply: bool) -> anyhow::Res
         });
     }
 
-    let sink = FileSink::new(&config.credentials_dir);
-    let report = sync::apply(config, &state, &directory, &sink, prepared).await?;
+    let sink: Box<dyn CredentialsSink> = match (&config.credentials, mailer) {
+        (CredentialsDelivery::File { directory }, _) => Box::new(FileSink::new(directory)),
+        (CredentialsDelivery::Mail, Some(mailer)) => {
+            Box::new(MailSink::new(mailer, &prepared.desired))
+        }
+        (CredentialsDelivery::Mail, None) => {
+            anyhow::bail!("credentials.delivery is mail, but the mailer was not set up")
+        }
+    };
+    let report = sync::apply(config, &state, &directory, sink.as_ref(), prepared).await?;
     Ok(report)
 }
 
