@@ -14,8 +14,10 @@ use adgang::notice;
 use adgang::schedule::{self, ScheduleSettings};
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Europe::Copenhagen;
+use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::Value;
 use support::setup::{Setup, day, is_enabled, supplier_yaml, today, user_yaml};
+use support::smtp::{Identity, MUNICIPALITY_ADDRESS, Pki, ServerMode, SmtpServer};
 
 const NORD: &str = "omsorg-nord";
 const SYD: &str = "pleje-syd";
@@ -52,9 +54,14 @@ fn synced_setup(extra_config: &str) -> Setup {
         &format!("suppliers/{SYD}/supplier.yaml"),
         &supplier_yaml(SYD, "Pleje Syd"),
     );
+    add_users_and_sync(&setup);
+    setup
+}
+
+fn add_users_and_sync(setup: &Setup) {
     let anne_extra = "  mail: anne.hansen@omsorg-nord.example.org\n  groups: [Nexus-Brugere]\n";
     write_user(
-        &setup,
+        setup,
         NORD,
         "anne-hansen",
         "Anne",
@@ -64,7 +71,7 @@ fn synced_setup(extra_config: &str) -> Setup {
         anne_extra,
     );
     write_user(
-        &setup,
+        setup,
         NORD,
         "soeren-oestergaard",
         "Søren",
@@ -73,10 +80,9 @@ fn synced_setup(extra_config: &str) -> Setup {
         60,
         "",
     );
-    write_user(&setup, SYD, "birthe-lund", "Birthe", "Lund", -1, 30, "");
+    write_user(setup, SYD, "birthe-lund", "Birthe", "Lund", -1, 30, "");
     setup.repo.commit("Add users");
     setup.sync_ok();
-    setup
 }
 
 fn json_overviews(setup: &Setup, extra_args: &[&str]) -> Vec<Value> {
@@ -347,12 +353,222 @@ fn run_interval(setup: &Setup, rounds: usize) -> String {
     text
 }
 
+/// Secure mail for the tests: a test CA, a certificate per supplier and a running SMTP
+/// server with STARTTLS.
+struct SecureMail {
+    pki: Pki,
+    server: SmtpServer,
+    /// The S/MIME identity of each supplier's secure mail address, by supplier id.
+    suppliers: Vec<(&'static str, Identity)>,
+}
+
+impl SecureMail {
+    fn identity(&self, address: &str) -> &Identity {
+        self.suppliers
+            .iter()
+            .find(|(supplier, _)| address == secure_address(supplier))
+            .map(|(_, identity)| identity)
+            .unwrap_or_else(|| panic!("no identity for {address}"))
+    }
+}
+
+fn secure_address(supplier: &str) -> String {
+    format!("sikker-post@{supplier}.example.org")
+}
+
+/// The setup of [`synced_setup`] with mail delivery through a real SMTP server: credentials,
+/// overviews and reminders all go by S/MIME.
+fn mail_synced_setup(extra_config: &str) -> (Setup, SecureMail) {
+    let setup = Setup::new();
+    let pki = Pki::create(&setup.work.path().join("pki"));
+    let server = SmtpServer::start(setup.work.path(), &pki, ServerMode::StartTls);
+    let suppliers: Vec<(&str, Identity)> = [NORD, SYD]
+        .into_iter()
+        .map(|s| (s, pki.issue(s, &secure_address(s), "valid")))
+        .collect();
+
+    let password_file = setup.work.path().join("smtp-password");
+    std::fs::write(&password_file, support::smtp::SMTP_PASSWORD).unwrap();
+    let mail = format!(
+        "mail:
+  smtp:
+    host: 127.0.0.1
+    port: {port}
+    tls: starttls
+    caFile: {ca}
+    username: {user}
+    passwordFile: {password}
+  from: {MUNICIPALITY_ADDRESS}
+  certificateFile: {certificate}
+  keyFile: {key}
+  retry:
+    attempts: 2
+    initialBackoffSeconds: 0.2
+{extra_config}",
+        port = server.port,
+        ca = pki.ca_file.display(),
+        user = support::smtp::SMTP_USER,
+        password = password_file.display(),
+        certificate = pki.municipality.certificate.display(),
+        key = pki.municipality.key.display(),
+    );
+    setup.configure_mail(&mail);
+
+    for (supplier, identity) in &suppliers {
+        let ou = if *supplier == NORD {
+            "Omsorg Nord"
+        } else {
+            "Pleje Syd"
+        };
+        let mut yaml = supplier_yaml(supplier, ou);
+        yaml.push_str("  secureMailCertificate: |\n");
+        for line in identity.certificate_pem().lines() {
+            yaml.push_str(&format!("    {line}\n"));
+        }
+        setup
+            .repo
+            .write(&format!("suppliers/{supplier}/supplier.yaml"), &yaml);
+    }
+    add_users_and_sync(&setup);
+    (
+        setup,
+        SecureMail {
+            pki,
+            server,
+            suppliers,
+        },
+    )
+}
+
+/// A received message: outer recipient and subject, and the decrypted, verified body and
+/// attachments.
+struct Opened {
+    to: String,
+    subject: String,
+    text: String,
+    attachments: Vec<(String, Vec<u8>)>,
+}
+
+/// Decrypts a message with the recipient's key (`openssl cms -decrypt`), verifies the
+/// municipality's signature (`openssl cms -verify`) and parses the inner entity.
+fn open(message: &[u8], mail: &SecureMail) -> Opened {
+    let outer = MessageParser::default().parse(message).unwrap();
+    let to = outer
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap()
+        .to_owned();
+    let subject = outer.subject().unwrap_or_default().to_owned();
+    let identity = mail.identity(&to);
+    let signed = support::smtp::decrypt(message, identity).expect("openssl cms -decrypt");
+    let entity = support::smtp::verify(&signed, &mail.pki.ca_file).expect("openssl cms -verify");
+    let inner = MessageParser::default().parse(&entity).unwrap();
+    let text = inner.body_text(0).unwrap_or_default().replace("\r\n", "\n");
+    let attachments = inner
+        .attachments()
+        .map(|part| {
+            let name = part.attachment_name().unwrap_or_default().to_owned();
+            (name, part.contents().to_vec())
+        })
+        .collect();
+    Opened {
+        to,
+        subject,
+        text,
+        attachments,
+    }
+}
+
 #[test]
-fn schedule_sends_once_across_restart() {
-    // A user whose last day is six days away may be inside the reminder window today.
-    let setup = synced_setup("schedule:\n  overviewHour: 0\n  outbox: outbox\n");
+fn report_mails_each_supplier_one_overview() {
+    let (setup, mail) = mail_synced_setup("");
+    let credentials = mail.server.messages().len();
+    assert_eq!(credentials, 3, "one credentials mail per new account");
+
+    let run = setup.run(&["report"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let messages = mail.server.messages();
+    assert_eq!(messages.len(), credentials + 2, "one overview per supplier");
+
+    let mut opened: Vec<Opened> = messages[credentials..]
+        .iter()
+        .map(|m| open(m, &mail))
+        .collect();
+    opened.sort_by(|a, b| a.to.cmp(&b.to));
+    let month = today().format("%Y-%m");
+    for (supplier, mail) in [NORD, SYD].iter().zip(&opened) {
+        assert_eq!(mail.to, secure_address(supplier));
+        assert!(
+            mail.subject.starts_with("Oversigt over jeres brugere"),
+            "{}",
+            mail.subject
+        );
+        assert!(
+            !mail.subject.contains('.'),
+            "no username in the clear: {}",
+            mail.subject
+        );
+        assert_eq!(mail.attachments.len(), 1, "{supplier}");
+        let (name, content) = &mail.attachments[0];
+        assert_eq!(name, &format!("{supplier}-{month}.csv"));
+        let rows = parse_csv(content);
+        assert_eq!(rows[0][0], "Brugernavn");
+        let usernames: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+        if *supplier == NORD {
+            assert_eq!(usernames, ["anne.hansen", "soeren.oestergaard"]);
+            assert!(
+                mail.text.contains("anne.hansen - Anne Hansen"),
+                "{}",
+                mail.text
+            );
+            let last_day = format!("sidste dag med adgang: {}", day(100).format("%d-%m-%Y"));
+            assert!(mail.text.contains(&last_day), "{}", mail.text);
+            assert!(!mail.text.contains("birthe"), "{}", mail.text);
+        } else {
+            assert_eq!(usernames, ["birthe.lund"]);
+            assert!(
+                mail.text.contains("birthe.lund - Birthe Lund"),
+                "{}",
+                mail.text
+            );
+        }
+    }
+}
+
+#[test]
+fn report_supplier_without_certificate_fails() {
+    let (setup, mail) = mail_synced_setup("");
+    let before = mail.server.messages().len();
+    setup.repo.write(
+        &format!("suppliers/{SYD}/supplier.yaml"),
+        &supplier_yaml(SYD, "Pleje Syd"),
+    );
+    setup.repo.commit("Remove Pleje Syd's certificate");
+
+    let run = setup.run(&["report"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("secureMailCertificate"),
+        "{}",
+        run.all()
+    );
+    let messages = mail.server.messages();
+    assert_eq!(
+        messages.len(),
+        before + 1,
+        "the other supplier still gets its overview"
+    );
+    assert_eq!(open(&messages[before], &mail).to, secure_address(NORD));
+}
+
+#[test]
+fn schedule_mails_once_across_restart() {
+    let (setup, mail) = mail_synced_setup("schedule:\n  overviewHour: 0\n");
+    // A user whose last day is six days away, inside the reminder window on most days.
     write_user(&setup, SYD, "kim-holm", "Kim", "Holm", -30, 6, "");
     setup.repo.commit("Add Kim");
+    let before = mail.server.messages().len();
 
     let settings = ScheduleSettings {
         overview_hour: 0,
@@ -369,37 +585,53 @@ fn schedule_sends_once_across_restart() {
     run_interval(&setup, 2);
     run_interval(&setup, 2);
 
-    let outbox = setup.work.path().join("outbox");
-    let mut subjects: Vec<(String, String)> = Vec::new();
-    for supplier in [NORD, SYD] {
-        for mail in mails_in(&outbox.join(supplier)) {
-            let text = std::fs::read_to_string(outbox.join(supplier).join(mail)).unwrap();
-            subjects.push((supplier.to_owned(), text.lines().next().unwrap().to_owned()));
-        }
-    }
-    let overviews = |supplier: &str| {
-        subjects
+    let opened: Vec<Opened> = mail.server.messages()[before..]
+        .iter()
+        .map(|m| open(m, &mail))
+        .collect();
+    let count = |to: &str, subject: &str| {
+        opened
             .iter()
-            .filter(|(s, subject)| s == supplier && subject.starts_with("Subject: Oversigt"))
+            .filter(|m| m.to == secure_address(to) && m.subject.starts_with(subject))
             .count()
     };
-    let expected_overviews = usize::from(overview_due);
-    assert_eq!(overviews(NORD), expected_overviews, "{subjects:?}");
-    assert_eq!(overviews(SYD), expected_overviews, "{subjects:?}");
-
-    let reminders: Vec<&(String, String)> = subjects
+    let subjects: Vec<(&str, &str)> = opened
         .iter()
-        .filter(|(_, subject)| subject.starts_with("Subject: Adgang til kommunens AD udløber"))
+        .map(|m| (m.to.as_str(), m.subject.as_str()))
         .collect();
-    assert_eq!(reminders.len(), usize::from(reminder_due), "{subjects:?}");
+    assert_eq!(
+        count(SYD, "Ny brugerkonto"),
+        1,
+        "Kim's credentials: {subjects:?}"
+    );
+    let overviews = usize::from(overview_due);
+    assert_eq!(count(NORD, "Oversigt"), overviews, "{subjects:?}");
+    assert_eq!(count(SYD, "Oversigt"), overviews, "{subjects:?}");
+    assert_eq!(
+        count(NORD, "Adgang til kommunens AD udløber"),
+        0,
+        "{subjects:?}"
+    );
+    assert_eq!(
+        count(SYD, "Adgang til kommunens AD udløber"),
+        usize::from(reminder_due),
+        "{subjects:?}"
+    );
     if reminder_due {
-        assert_eq!(reminders[0].0, SYD);
-        let text = std::fs::read_to_string(outbox.join(SYD).join("001.txt")).unwrap_or_default()
-            + &std::fs::read_to_string(outbox.join(SYD).join("002.txt")).unwrap_or_default();
-        assert!(text.contains("kim.holm - Kim Holm"), "{text}");
+        let reminder = opened
+            .iter()
+            .find(|m| m.subject.starts_with("Adgang til kommunens AD udløber"))
+            .unwrap();
+        let line = format!(
+            "kim.holm - Kim Holm: sidste dag {}, frist for forlængelse {}",
+            day(6).format("%d-%m-%Y"),
+            deadline.format("%d-%m-%Y")
+        );
+        assert!(reminder.text.contains(&line), "{}", reminder.text);
         assert!(
-            text.contains(&deadline.format("%d-%m-%Y").to_string()),
-            "{text}"
+            !reminder.text.contains("birthe"),
+            "Birthe's access ends later: {}",
+            reminder.text
         );
     }
 

@@ -11,16 +11,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::NaiveDate;
 use futures::future::BoxFuture;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
 use crate::desired::DesiredState;
 use crate::directory::Secret;
-use crate::mail::templates::{self, CredentialsText, TemplateError};
 use crate::mail::{MailError, Mailer, OutgoingMail};
 use crate::model::UserKey;
 use crate::resources::SupplierSpec;
+use crate::templates::{CredentialsMail, TemplateError, Templates};
 
 /// Length of generated passwords, in characters.
 pub const PASSWORD_LENGTH: usize = 20;
@@ -83,6 +84,11 @@ pub enum CredentialsError {
         username: String,
         address: String,
     },
+    /// The user's file is not in the desired state this run read, so the mail has no period.
+    #[error(
+        "no credentials mail for {username}: the file of {key} is not in this run's desired state"
+    )]
+    UnknownUser { key: UserKey, username: String },
     /// The mail text could not be rendered.
     #[error("no credentials mail for {username} of supplier {supplier}: {source}")]
     Template {
@@ -116,18 +122,36 @@ pub trait CredentialsSink: Send + Sync {
 /// one whose signed commit added the user, because the plan does not carry the commit.
 pub struct MailSink {
     mailer: Arc<Mailer>,
+    templates: Arc<Templates>,
     suppliers: BTreeMap<String, SupplierSpec>,
+    /// First and last day of access of each user, for the mail text.
+    periods: BTreeMap<UserKey, (NaiveDate, NaiveDate)>,
 }
 
 impl MailSink {
-    /// Creates a sink that mails the suppliers of `desired`, as read for this run.
-    pub fn new(mailer: Arc<Mailer>, desired: &DesiredState) -> Self {
+    /// Creates a sink that mails the suppliers of `desired`, as read for this run, with the
+    /// `credentials` template of `templates`.
+    pub fn new(mailer: Arc<Mailer>, templates: Arc<Templates>, desired: &DesiredState) -> Self {
         let suppliers = desired
             .suppliers
             .iter()
             .filter_map(|(name, supplier)| Some((name.clone(), supplier.spec.clone()?)))
             .collect();
-        Self { mailer, suppliers }
+        let periods = desired
+            .users()
+            .map(|user| {
+                (
+                    user.key.clone(),
+                    (user.spec.valid_from, user.spec.last_day()),
+                )
+            })
+            .collect();
+        Self {
+            mailer,
+            templates,
+            suppliers,
+            periods,
+        }
     }
 
     /// Renders the credentials mail for `credentials`, without sending it.
@@ -155,23 +179,35 @@ impl MailSink {
             .iter()
             .map(|c| c.name.clone())
             .collect();
-        let text = templates::render_credentials(&CredentialsText {
-            supplier: &spec.display_name,
-            attention: &attention,
-            display_name: credentials.display_name,
-            username: credentials.username,
-            password: credentials.password.expose(),
-        })
-        .map_err(|source| CredentialsError::Template {
-            supplier: supplier.clone(),
-            username: username.clone(),
-            source,
-        })?;
+        let (valid_from, last_day) =
+            *self
+                .periods
+                .get(credentials.key)
+                .ok_or_else(|| CredentialsError::UnknownUser {
+                    key: credentials.key.clone(),
+                    username: username.clone(),
+                })?;
+        let rendered = self
+            .templates
+            .credentials(&CredentialsMail {
+                supplier_name: spec.display_name.clone(),
+                attention,
+                name: credentials.display_name.to_owned(),
+                username: username.clone(),
+                password: credentials.password.expose().to_owned(),
+                valid_from,
+                last_day,
+            })
+            .map_err(|source| CredentialsError::Template {
+                supplier: supplier.clone(),
+                username: username.clone(),
+                source,
+            })?;
         Ok(OutgoingMail {
             to: spec.secure_mail.clone(),
             recipient_certificate: certificate.to_owned(),
-            subject: templates::CREDENTIALS_SUBJECT_DA.to_owned(),
-            text,
+            subject: rendered.subject,
+            text: rendered.text,
             attachments: Vec::new(),
         })
     }

@@ -22,6 +22,7 @@ use adgang::output;
 use adgang::server::{self, Metrics, Readiness, Server, ServerConfig, SyncTrigger, WebhookSecret};
 use adgang::source::{GitSource, StateStore};
 use adgang::sync::{self, SyncOptions, SyncReport};
+use adgang::templates::Templates;
 use adgang::validate;
 
 mod report_command;
@@ -300,9 +301,20 @@ async fn run_once(common: &Common, apply: bool, metrics: Option<&Metrics>) -> Ex
         },
         _ => None,
     };
+    // The templates are checked before anything is applied, like the mailer.
+    let mail = match mailer {
+        Some(mailer) => match Templates::load(config.language, config.templates_dir.as_deref()) {
+            Ok(templates) => Some((mailer, Arc::new(templates))),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
 
     let started = Instant::now();
-    let result = reconcile(&config, common, apply, mailer).await;
+    let result = reconcile(&config, common, apply, mail).await;
     match (metrics, &result) {
         (Some(metrics), Ok(report)) => metrics.record_sync(report, started.elapsed()),
         (Some(metrics), Err(_)) => metrics.record_failed_sync(started.elapsed()),
@@ -372,7 +384,7 @@ async fn reconcile(
     config: &Config,
     common: &Common,
     apply: bool,
-    mailer: Option<Arc<Mailer>>,
+    mail: Option<(Arc<Mailer>, Arc<Templates>)>,
 ) -> anyhow::Result<SyncReport> {
     let source = GitSource::open(&config.repository)?;
     let state = StateStore::new(&config.state_dir);
@@ -399,10 +411,10 @@ async fn reconcile(
         });
     }
 
-    let sink: Box<dyn CredentialsSink> = match (&config.credentials, mailer) {
+    let sink: Box<dyn CredentialsSink> = match (&config.credentials, mail) {
         (CredentialsDelivery::File { directory }, _) => Box::new(FileSink::new(directory)),
-        (CredentialsDelivery::Mail, Some(mailer)) => {
-            Box::new(MailSink::new(mailer, &prepared.desired))
+        (CredentialsDelivery::Mail, Some((mailer, templates))) => {
+            Box::new(MailSink::new(mailer, templates, &prepared.desired))
         }
         (CredentialsDelivery::Mail, None) => {
             anyhow::bail!("credentials.delivery is mail, but the mailer was not set up")

@@ -1,7 +1,9 @@
 //! `adgang report`, and the sending round that `sync --interval` runs after each sync.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -9,12 +11,14 @@ use tracing::{error, info, warn};
 
 use adgang::config::Config;
 use adgang::directory::LdapDirectory;
+use adgang::mail::{MailError, Mailer};
+use adgang::report::delivery::{Recipient, SecureMailSender};
 use adgang::report::outbox::OutboxSender;
 use adgang::report::run::{Collected, collect};
 use adgang::report::{self, Overview, csv};
 use adgang::schedule::{self, FileSentRecordStore, MailSender, Round, ScheduleError};
 use adgang::source::{GitSource, StateStore};
-use adgang::templates::Templates;
+use adgang::templates::{MailContent, Templates};
 
 use super::{ReportArgs, ReportFormat};
 
@@ -35,11 +39,11 @@ pub async fn run(args: &ReportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sender = if args.print {
+    let delivery = if args.print {
         None
     } else {
-        match choose_sender(&config, args.outbox.as_deref()) {
-            Ok(sender) => Some(sender),
+        match Delivery::choose(&config, args.outbox.as_deref()) {
+            Ok(delivery) => Some(delivery),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
@@ -55,7 +59,12 @@ pub async fn run(args: &ReportArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let overviews = match select(collected.overviews, &args.supplier) {
+    let Collected {
+        overviews,
+        recipients,
+        ..
+    } = collected;
+    let overviews = match select(overviews, &args.supplier) {
         Ok(overviews) => overviews,
         Err(message) => {
             eprintln!("error: {message}");
@@ -63,9 +72,9 @@ pub async fn run(args: &ReportArgs) -> ExitCode {
         }
     };
 
-    match sender {
+    match delivery {
         None => print(&overviews, &templates, args.output),
-        Some(sender) => send(&overviews, &templates, &sender).await,
+        Some(delivery) => send(&overviews, &templates, &delivery.sender(recipients)).await,
     }
 }
 
@@ -79,9 +88,16 @@ pub async fn run_schedule_round(config_path: &Path) {
             return;
         }
     };
-    let Ok(sender) = choose_sender(&config, None) else {
-        tracing::debug!("no mail delivery configured; the mail schedule does not run");
-        return;
+    let delivery = match Delivery::choose(&config, None) {
+        Ok(delivery) => delivery,
+        Err(DeliveryError::NotConfigured(_)) => {
+            tracing::debug!("no mail delivery configured; the mail schedule does not run");
+            return;
+        }
+        Err(e) => {
+            error!(error = %e, "skipping the mail schedule");
+            return;
+        }
     };
     let collected = match read(&config).await {
         Ok(collected) => collected,
@@ -101,6 +117,7 @@ pub async fn run_schedule_round(config_path: &Path) {
         overviews: &collected.overviews,
     };
     let store = FileSentRecordStore::new(&config.state_dir);
+    let sender = delivery.sender(collected.recipients.clone());
     match schedule::send_due(&round, &store, &sender).await {
         Ok(report) => info!(
             overviews = report.overviews.len(),
@@ -128,21 +145,65 @@ async fn read(config: &Config) -> anyhow::Result<Collected> {
         .context("failed to read the overviews")
 }
 
-/// Returns where mails go: the outbox folder given on the command line or in the
-/// configuration.
-// TODO: send by SMTP with S/MIME once the mailer exists; until then only an outbox folder
-// delivers mail.
-fn choose_sender(config: &Config, outbox: Option<&Path>) -> Result<OutboxSender, String> {
-    let folder: Option<PathBuf> = outbox
-        .map(Path::to_path_buf)
-        .or_else(|| config.outbox_dir.clone());
-    match folder {
-        Some(folder) => Ok(OutboxSender::new(folder)),
-        None => Err(format!(
-            "no mail delivery is configured: set schedule.outbox in {}, pass --outbox FOLDER, \
-             or use --print to show the overviews",
-            config.path.display()
-        )),
+/// Where mails go, chosen before anything is read.
+enum Delivery {
+    /// Written to a folder: `--outbox`, or `schedule.outbox` in the configuration.
+    Outbox(OutboxSender),
+    /// Sent by S/MIME with the `mail:` settings.
+    Mail(Arc<Mailer>),
+}
+
+/// No way to deliver mail, or a `mail:` section that cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error(
+        "no mail delivery is configured: add a mail: section or set schedule.outbox in {0}, \
+         pass --outbox FOLDER, or use --print to show the overviews"
+    )]
+    NotConfigured(String),
+    #[error("invalid mail settings in {path}: {source}")]
+    Mail { path: String, source: MailError },
+}
+
+impl Delivery {
+    /// Chooses the outbox folder given on the command line, then `schedule.outbox`, then the
+    /// `mail:` section.
+    fn choose(config: &Config, outbox: Option<&Path>) -> Result<Self, DeliveryError> {
+        let folder: Option<PathBuf> = outbox
+            .map(Path::to_path_buf)
+            .or_else(|| config.outbox_dir.clone());
+        if let Some(folder) = folder {
+            return Ok(Self::Outbox(OutboxSender::new(folder)));
+        }
+        let path = config.path.display().to_string();
+        let Some(settings) = &config.mail else {
+            return Err(DeliveryError::NotConfigured(path));
+        };
+        let mailer =
+            Mailer::from_config(settings).map_err(|source| DeliveryError::Mail { path, source })?;
+        Ok(Self::Mail(Arc::new(mailer)))
+    }
+
+    fn sender(&self, recipients: BTreeMap<String, Recipient>) -> Sender {
+        match self {
+            Self::Outbox(outbox) => Sender::Outbox(outbox.clone()),
+            Self::Mail(mailer) => Sender::Mail(SecureMailSender::new(mailer.clone(), recipients)),
+        }
+    }
+}
+
+/// The sender of a [`Delivery`], for one run's suppliers.
+enum Sender {
+    Outbox(OutboxSender),
+    Mail(SecureMailSender),
+}
+
+impl MailSender for Sender {
+    async fn send(&self, supplier: &str, content: &MailContent) -> Result<(), String> {
+        match self {
+            Self::Outbox(outbox) => outbox.send(supplier, content).await,
+            Self::Mail(mail) => mail.send(supplier, content).await,
+        }
     }
 }
 

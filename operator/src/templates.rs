@@ -2,7 +2,8 @@
 //! Danish (the default) or English, rendered with minijinja.
 //!
 //! Each template is a text file whose first line is `Subject: ...` and whose remaining lines
-//! are the body. The built-in templates are compiled into the binary from
+//! are the body. S/MIME encrypts the body and the attachments but not the subject, so a
+//! subject that names a person, a username or a password from the sample data is rejected. The built-in templates are compiled into the binary from
 //! `operator/templates/<language>/`. A municipality can override any of them by putting a
 //! file of the same name (`credentials.txt`, `overview.txt`, `reminder.txt`) in the folder
 //! that `templates.folder` names. Every template is compiled and rendered once with invented
@@ -178,6 +179,13 @@ pub enum TemplateError {
         line: Option<usize>,
         message: String,
     },
+    /// The subject names a person or an account, although it is sent unencrypted.
+    #[error(
+        "invalid mail template {file}: the subject contains {found:?} from the sample data, but \
+         the subject travels unencrypted outside S/MIME, so it must name no person, username \
+         or password; move it to the body"
+    )]
+    ConfidentialSubject { file: String, found: String },
     /// The rendered text does not start with a subject line.
     #[error(
         "invalid mail template {file}: the first line must start with \"{SUBJECT_PREFIX}\" and \
@@ -230,6 +238,8 @@ impl From<RenderedMail> for MailContent {
 #[derive(Clone, Serialize)]
 pub struct CredentialsMail {
     pub supplier_name: String,
+    /// Names of the supplier's contact persons, whom the mail is for.
+    pub attention: Vec<String>,
     /// The person's display name.
     pub name: String,
     pub username: String,
@@ -243,6 +253,7 @@ impl fmt::Debug for CredentialsMail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CredentialsMail")
             .field("supplier_name", &self.supplier_name)
+            .field("attention", &self.attention)
             .field("name", &self.name)
             .field("username", &self.username)
             .field("password", &"<redacted>")
@@ -364,9 +375,32 @@ impl Templates {
     /// Renders each template once with invented data, so that errors that only show when
     /// rendering (an unknown variable or filter, a missing subject line) fail at load.
     fn check_with_samples(&self) -> Result<(), TemplateError> {
-        self.credentials(&sample_credentials())?;
-        self.overview(&sample_overview())?;
-        self.reminder(&sample_reminder())?;
+        let credentials = sample_credentials();
+        let overview = sample_overview();
+        let reminder = sample_reminder();
+        let rendered = [
+            (MailKind::Credentials, self.credentials(&credentials)?),
+            (MailKind::Overview, self.overview(&overview)?),
+            (MailKind::Reminder, self.reminder(&reminder)?),
+        ];
+
+        let mut confidential = vec![credentials.name, credentials.username, credentials.password];
+        for account in &overview.accounts {
+            confidential.push(account.name.clone());
+            confidential.push(account.username.clone());
+        }
+        for (kind, mail) in rendered {
+            let subject = mail.subject.to_lowercase();
+            if let Some(found) = confidential
+                .iter()
+                .find(|value| subject.contains(&value.to_lowercase()))
+            {
+                return Err(TemplateError::ConfidentialSubject {
+                    file: self.origin(kind),
+                    found: found.clone(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -453,6 +487,7 @@ fn sample_date(month: u32, day: u32) -> NaiveDate {
 fn sample_credentials() -> CredentialsMail {
     CredentialsMail {
         supplier_name: "Omsorg Nord ApS".to_owned(),
+        attention: vec!["Birthe Lund".to_owned()],
         name: "Anne Hansen".to_owned(),
         username: "anne.hansen".to_owned(),
         password: "sample-password".to_owned(),

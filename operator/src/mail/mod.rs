@@ -12,7 +12,6 @@
 pub mod certificate;
 mod smime;
 mod smtp;
-pub mod templates;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -8,6 +8,7 @@
 //! mail templates ([`crate::templates`]).
 
 pub mod csv;
+pub mod delivery;
 pub mod outbox;
 pub mod run;
 

@@ -1,10 +1,12 @@
 //! Reading what the overviews and the schedule need from git and AD in one run.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
+use super::delivery::{Recipient, recipients};
 use super::{Overview, build};
 use crate::authorization::{POLICY_FILE, parse_policy};
 use crate::calendar::{Calendar, ClosingDays};
@@ -30,6 +32,8 @@ pub enum ReportError {
 /// The overviews of every supplier and the working-day calendar, read at one moment.
 pub struct Collected {
     pub overviews: Vec<Overview>,
+    /// Where each supplier's mail goes, by supplier id.
+    pub recipients: BTreeMap<String, Recipient>,
     /// Danish holidays plus the closing days of `policy.yaml` at the head and of the
     /// configuration.
     pub calendar: Calendar,
@@ -65,6 +69,7 @@ pub async fn collect<D: Directory>(
         .extend(config.closing_days.dates.iter().copied());
     Ok(Collected {
         overviews,
+        recipients: recipients(&prepared.desired),
         calendar: Calendar::new(closing),
     })
 }

@@ -22,24 +22,26 @@ fn builtin_templates_render() {
             Language::Da,
             "credentials",
             credentials,
-            "Ny bruger i kommunens AD: anne.hansen",
+            "Ny brugerkonto i kommunens AD",
             &[
+                "Til Omsorg Nord ApS\nAtt.: Birthe Lund\n",
                 "Brugernavn: anne.hansen",
                 "Midlertidig adgangskode: sample-password",
                 "Gyldig fra: 04-01-2027",
-                "Sidste dag med adgang: 30-06-2027. Brugeren slettes automatisk efter denne dag.",
+                "Sidste dag med adgang: 30-06-2027. Kontoen slettes automatisk efter denne dag.",
             ],
         ),
         (
             Language::En,
             "credentials",
             credentials,
-            "New user in the municipality's AD: anne.hansen",
+            "New account in the municipality's AD",
             &[
+                "To Omsorg Nord ApS\nAttn.: Birthe Lund\n",
                 "Username: anne.hansen",
                 "Initial password: sample-password",
                 "Valid from: 2027-01-04",
-                "Last day of access: 2027-06-30. The user is deleted automatically after this day.",
+                "Last day of access: 2027-06-30. The account is deleted automatically after this day.",
             ],
         ),
         (
@@ -112,7 +114,11 @@ fn builtin_templates_render() {
             mail.text
         );
         assert!(!mail.text.starts_with('\n'), "{language} {name}");
-        assert!(mail.text.ends_with("IT-afdeling\n") || mail.text.ends_with("IT department\n"));
+        assert!(
+            mail.text.ends_with("kan ikke besvares.\n") || mail.text.ends_with("are not read.\n"),
+            "{language} {name}: {}",
+            mail.text
+        );
     }
 }
 
@@ -250,6 +256,42 @@ fn override_folder_missing_named() {
     let error = Templates::load(Language::Da, Some(&missing)).unwrap_err();
     assert!(matches!(error, TemplateError::Read { .. }), "{error}");
     assert!(error.to_string().contains("skabeloner"), "{error}");
+}
+
+#[test]
+fn credentials_without_contact_persons() {
+    let mut mail = sample_credentials();
+    mail.attention.clear();
+    let da = load(Language::Da).credentials(&mail).unwrap();
+    assert!(da.text.contains("Att.: kontaktpersonen\n"), "{}", da.text);
+}
+
+#[test]
+fn override_subject_naming_person_rejected() {
+    let cases = [
+        (
+            "credentials.txt",
+            "Subject: Ny konto til {{ name }}\n\n{{ password }}\n",
+        ),
+        (
+            "credentials.txt",
+            "Subject: Konto {{ username }}\n\ntekst\n",
+        ),
+        (
+            "reminder.txt",
+            "Subject: Udløber: {% for a in accounts %}{{ a.username }}{% endfor %}\n\ntekst\n",
+        ),
+    ];
+    for (name, text) in cases {
+        let folder = tempfile::tempdir().unwrap();
+        write(folder.path(), name, text);
+        let error = Templates::load(Language::Da, Some(folder.path())).unwrap_err();
+        assert!(
+            matches!(error, TemplateError::ConfidentialSubject { .. }),
+            "{name}: {error}"
+        );
+        assert!(error.to_string().contains(name), "{error}");
+    }
 }
 
 #[test]
