@@ -246,12 +246,13 @@ async fn run(command: Command) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let mut schedule_gate = report_command::ScheduleGate::default();
             loop {
                 let code = run_once(&common, true, Some(&metrics)).await;
                 if code == ExitCode::from(2) {
                     return code;
                 }
-                report_command::run_schedule_round(&common.config).await;
+                report_command::run_schedule_round(&common.config, &mut schedule_gate).await;
                 info!(seconds, "waiting for the next sync");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(seconds)) => {}

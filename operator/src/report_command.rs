@@ -78,9 +78,18 @@ pub async fn run(args: &ReportArgs) -> ExitCode {
     }
 }
 
-/// Runs one round of the schedule: sends the overviews and reminders that are due. Errors
-/// are logged, because the sync loop goes on regardless.
-pub async fn run_schedule_round(config_path: &Path) {
+/// Limits the schedule to one successful round per clock hour of one process, because a
+/// round reads git and AD again. Overviews and reminders are due by the day and the hour, so
+/// a round per hour finds them in time.
+#[derive(Debug, Default)]
+pub struct ScheduleGate {
+    last_round: Option<(chrono::NaiveDate, u32)>,
+}
+
+/// Runs one round of the schedule, unless a round already ran this hour: sends the overviews
+/// and reminders that are due. Errors are logged, because the sync loop goes on regardless,
+/// and the next sync tries again.
+pub async fn run_schedule_round(config_path: &Path, gate: &mut ScheduleGate) {
     let (config, templates) = match load(config_path) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -88,6 +97,12 @@ pub async fn run_schedule_round(config_path: &Path) {
             return;
         }
     };
+    let now = Utc::now();
+    let local = now.with_timezone(&config.schedule.time_zone);
+    let hour = (local.date_naive(), chrono::Timelike::hour(&local));
+    if gate.last_round == Some(hour) {
+        return;
+    }
     let delivery = match Delivery::choose(&config, None) {
         Ok(delivery) => delivery,
         Err(DeliveryError::NotConfigured(_)) => {
@@ -110,7 +125,7 @@ pub async fn run_schedule_round(config_path: &Path) {
         }
     };
     let round = Round {
-        now: Utc::now(),
+        now,
         settings: &config.schedule,
         calendar: &collected.calendar,
         templates: &templates,
@@ -119,12 +134,18 @@ pub async fn run_schedule_round(config_path: &Path) {
     let store = FileSentRecordStore::new(&config.state_dir);
     let sender = delivery.sender(collected.recipients.clone());
     match schedule::send_due(&round, &store, &sender).await {
-        Ok(report) => info!(
-            overviews = report.overviews.len(),
-            reminders = report.reminders.len(),
-            failures = report.failures.len(),
-            "mail schedule round done"
-        ),
+        Ok(report) => {
+            info!(
+                overviews = report.overviews.len(),
+                reminders = report.reminders.len(),
+                failures = report.failures.len(),
+                "mail schedule round done"
+            );
+            // A failed mail is tried again at the next sync, not only next hour.
+            if report.failures.is_empty() {
+                gate.last_round = Some(hour);
+            }
+        }
         Err(e @ ScheduleError::Busy { .. }) => warn!(error = %e, "skipping the mail schedule"),
         Err(e) => error!(error = %e, "the mail schedule round failed"),
     }
