@@ -81,6 +81,9 @@ async fn mail_opens_for_both_recipients() {
         Some(SUPPLIER_ADDRESS)
     );
     assert_eq!(outer.subject(), Some("Månedlig oversigt"));
+    let message_id = outer.message_id().unwrap();
+    assert!(message_id.ends_with("@kommune.example.org"), "{message_id}");
+    assert!(outer.date().is_some(), "no Date header");
     let outer_type = outer.content_type().unwrap();
     assert_eq!(outer_type.ctype(), "application");
     assert_eq!(outer_type.subtype(), Some("pkcs7-mime"));
