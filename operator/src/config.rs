@@ -296,7 +296,7 @@ pub struct Config {
     pub grace_days: u32,
     pub max_deletion_share: f64,
     pub min_deletion_count: usize,
-    /// Where new accounts' initial passwords are delivered.
+    /// Delivery of new accounts' initial passwords.
     pub credentials: CredentialsDelivery,
     /// The `mail:` section, when present.
     pub mail: Option<MailSettings>,
@@ -304,7 +304,7 @@ pub struct Config {
     pub require_signatures: bool,
 }
 
-/// Where the initial password of a new account goes.
+/// The delivery of new accounts' initial passwords.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CredentialsDelivery {
     /// S/MIME mail to the supplier's secure mail address, with the `mail:` settings. The
@@ -585,6 +585,7 @@ fn mail_settings(
             format!("{:?} is not a host name or IP address", raw.smtp.host),
         ));
     }
+
     let tls = match raw.smtp.tls {
         RawTls::Starttls => TlsMode::StartTls,
         RawTls::Tls => TlsMode::Tls,
@@ -614,6 +615,7 @@ fn mail_settings(
             format!("{} is outside 1 to 20", raw.retry.attempts),
         ));
     }
+
     let initial_backoff = backoff(raw.retry.initial_backoff_seconds).ok_or_else(|| {
         invalid(
             "mail.retry.initialBackoffSeconds",

@@ -3,8 +3,8 @@
 //! A password exists in memory, in AD, and in the one place a [`CredentialsSink`] delivers
 //! it. [`MailSink`] sends it in an S/MIME signed and encrypted mail to the supplier's secure
 //! mail address. [`FileSink`] writes it to an owner-only file in a folder outside the
-//! repository; it is meant for installations without secure mail, because anyone with read
-//! access to that folder as the same user can read every new password.
+//! repository. The file sink is meant for installations without secure mail, because anyone
+//! with read access to that folder as the same user can read every new password.
 
 use std::collections::BTreeMap;
 use std::io::Write;
