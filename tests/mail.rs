@@ -11,6 +11,7 @@ use adgang::server::Metrics;
 use mail_parser::{MessageParser, MimeHeaders};
 
 use support::setup::{Setup, day, is_enabled, supplier_yaml, user_yaml};
+use support::signing::SshKey;
 use support::smtp::{
     Identity, MUNICIPALITY_ADDRESS, Pki, ServerMode, SmtpServer, decrypt, free_port, verify,
 };
@@ -81,6 +82,9 @@ async fn mail_opens_for_both_recipients() {
         Some(SUPPLIER_ADDRESS)
     );
     assert_eq!(outer.subject(), Some("Månedlig oversigt"));
+    let message_id = outer.message_id().unwrap();
+    assert!(message_id.ends_with("@kommune.example.org"), "{message_id}");
+    assert!(outer.date().is_some(), "no Date header");
     let outer_type = outer.content_type().unwrap();
     assert_eq!(outer_type.ctype(), "application");
     assert_eq!(outer_type.subtype(), Some("pkcs7-mime"));
@@ -568,4 +572,81 @@ fn supplier_without_certificate_gets_no_mail() {
     assert!(server.messages().is_empty());
     let account = setup.account("anne.hansen").unwrap();
     assert!(!is_enabled(&account));
+}
+
+#[test]
+fn credentials_mail_names_submitter() {
+    let port = free_port();
+    let setup = Setup::new();
+    let pki = Pki::create(&setup.work.path().join("pki"));
+    let supplier = pki.issue("supplier", SUPPLIER_ADDRESS, "valid");
+    setup.configure_mail(&mail_section(&pki, port, setup.work.path()));
+    let keys = setup.work.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let birthe = SshKey::generate(&keys, "birthe.lund");
+    let ole = SshKey::generate(&keys, "ole.dam");
+
+    let mut yaml = supplier_with_certificate(&supplier);
+    yaml.push_str(&format!(
+        "  contactPersons:
+    - name: Birthe Lund
+      username: birthe.lund
+      signingKeys: [\"{}\"]
+    - name: Ole Dam
+      username: ole.dam
+      signingKeys: [\"{}\"]
+",
+        birthe.public_line, ole.public_line
+    ));
+    setup.repo.write(SUPPLIER, &yaml);
+    setup.repo.commit("Add Omsorg Nord");
+    setup.repo.write(
+        USER,
+        &user_yaml(
+            "omsorg-nord",
+            "anne-hansen",
+            "Anne",
+            "Hansen",
+            day(-1),
+            day(100),
+            "",
+        ),
+    );
+    signed_commit(&setup, &birthe, "Add Anne Hansen");
+    // A later edit by the other contact person does not change who added the user.
+    setup.repo.write(
+        USER,
+        &user_yaml(
+            "omsorg-nord",
+            "anne-hansen",
+            "Anne",
+            "Hansen",
+            day(-1),
+            day(100),
+            "  groups: [Nexus-Brugere]\n",
+        ),
+    );
+    signed_commit(&setup, &ole, "Give Anne Hansen Nexus-Brugere");
+    let server = SmtpServer::start_on(setup.work.path(), &pki, ServerMode::StartTls, port, 0.0);
+
+    setup.sync_ok();
+
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    let text = credentials_text(&messages[0], &supplier, &pki);
+    assert!(text.contains("Att.: Birthe Lund\n"), "{text}");
+    assert!(!text.contains("Ole Dam"), "{text}");
+}
+
+/// Commits everything in the work tree, signed with `key`.
+fn signed_commit(setup: &Setup, key: &SshKey, message: &str) {
+    let mut arguments: Vec<String> = Vec::new();
+    for setting in key.git_settings() {
+        arguments.push("-c".to_owned());
+        arguments.push(setting);
+    }
+    arguments.extend(["commit", "--quiet", "-m", message].map(str::to_owned));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    setup.repo.git(&["add", "--all"]);
+    setup.repo.git(&arguments);
 }

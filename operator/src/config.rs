@@ -348,7 +348,7 @@ pub struct Config {
     pub grace_days: u32,
     pub max_deletion_share: f64,
     pub min_deletion_count: usize,
-    /// Where new accounts' initial passwords are delivered.
+    /// Delivery of new accounts' initial passwords.
     pub credentials: CredentialsDelivery,
     /// The `mail:` section, when present.
     pub mail: Option<MailSettings>,
@@ -366,7 +366,7 @@ pub struct Config {
     pub outbox_dir: Option<PathBuf>,
 }
 
-/// Where the initial password of a new account goes.
+/// The delivery of new accounts' initial passwords.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CredentialsDelivery {
     /// S/MIME mail to the supplier's secure mail address, with the `mail:` settings. The
@@ -663,14 +663,15 @@ fn mail_settings(
         message,
     };
     let host = raw.smtp.host.trim().to_owned();
-    if host.is_empty()
-        || host.contains(['/', ':', ' ']) && host.parse::<std::net::IpAddr>().is_err()
-    {
+    let is_ip_address = host.parse::<std::net::IpAddr>().is_ok();
+    let is_host_name = !host.is_empty() && !host.contains(['/', ':', ' ', '@']);
+    if !is_ip_address && !is_host_name {
         return Err(invalid(
             "mail.smtp.host",
             format!("{:?} is not a host name or IP address", raw.smtp.host),
         ));
     }
+
     let tls = match raw.smtp.tls {
         RawTls::Starttls => TlsMode::StartTls,
         RawTls::Tls => TlsMode::Tls,
@@ -700,6 +701,7 @@ fn mail_settings(
             format!("{} is outside 1 to 20", raw.retry.attempts),
         ));
     }
+
     let initial_backoff = backoff(raw.retry.initial_backoff_seconds).ok_or_else(|| {
         invalid(
             "mail.retry.initialBackoffSeconds",
@@ -853,6 +855,138 @@ credentials:
         std::fs::write(&file, "hemmelig\n").unwrap();
         let config = Config::from_str(Path::new("c.yaml"), EXAMPLE, None, Some(file)).unwrap();
         assert_eq!(config.directory.bind_password.expose(), "hemmelig");
+    }
+
+    const MAIL: &str = "mail:
+  smtp:
+    host: smtp.kommune.example.org
+    caFile: tls/smtp-ca.pem
+    username: adgang
+  from: sikkermail@kommune.example.org
+  certificateFile: smime/kommune.pem
+  keyFile: smime/kommune.key
+";
+
+    fn load_mail(text: &str, smtp_password: Option<&str>) -> Result<Config, ConfigError> {
+        let env = SecretEnv {
+            bind_password: Some("pw".into()),
+            smtp_password: smtp_password.map(str::to_owned),
+            ..SecretEnv::default()
+        };
+        Config::from_str_with_env(Path::new("/etc/adgang/config.yaml"), text, env)
+    }
+
+    fn without_credentials() -> String {
+        EXAMPLE.replace(
+            "credentials:\n  directory: /var/lib/adgang/credentials\n",
+            "",
+        )
+    }
+
+    #[test]
+    fn mail_section_defaults() {
+        let config = load_mail(&format!("{}{MAIL}", without_credentials()), Some("s")).unwrap();
+        assert_eq!(config.credentials, CredentialsDelivery::Mail);
+        let mail = config.mail.unwrap();
+        assert_eq!(mail.port, 587);
+        assert_eq!(mail.tls, TlsMode::StartTls);
+        assert_eq!(mail.ca_file, Path::new("/etc/adgang/tls/smtp-ca.pem"));
+        assert_eq!(mail.key_file, Path::new("/etc/adgang/smime/kommune.key"));
+        assert_eq!(mail.password.expose(), "s");
+        assert_eq!(mail.retry, RetrySettings::default());
+    }
+
+    #[test]
+    fn implicit_tls_defaults_to_465() {
+        let text = format!("{}{}", without_credentials(), MAIL)
+            .replace("    username:", "    tls: tls\n    username:");
+        let mail = load_mail(&text, Some("s")).unwrap().mail.unwrap();
+        assert_eq!(mail.tls, TlsMode::Tls);
+        assert_eq!(mail.port, 465);
+    }
+
+    #[test]
+    fn file_delivery_is_explicit_with_mail() {
+        let text = format!(
+            "{}{MAIL}credentials:\n  delivery: file\n  directory: /var/lib/adgang/credentials\n",
+            without_credentials()
+        );
+        let config = load_mail(&text, Some("s")).unwrap();
+        assert_eq!(
+            config.credentials_dir(),
+            Some(Path::new("/var/lib/adgang/credentials"))
+        );
+        assert!(config.mail.is_some());
+    }
+
+    #[test]
+    fn file_delivery_without_mail_section() {
+        let config = load(EXAMPLE).unwrap();
+        assert!(config.mail.is_none());
+        assert_eq!(
+            config.credentials_dir(),
+            Some(Path::new("/var/lib/adgang/credentials"))
+        );
+    }
+
+    #[test]
+    fn smtp_password_sources() {
+        let text = format!("{}{MAIL}", without_credentials());
+        let error = load_mail(&text, None).unwrap_err().to_string();
+        assert!(error.contains(SMTP_PASSWORD_ENV), "{error}");
+        assert!(error.contains("mail.smtp.passwordFile"), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("smtp");
+        std::fs::write(&file, "fra-fil\n").unwrap();
+        let env = SecretEnv {
+            bind_password: Some("pw".into()),
+            smtp_password_file: Some(file),
+            ..SecretEnv::default()
+        };
+        let config = Config::from_str_with_env(Path::new("c.yaml"), &text, env).unwrap();
+        assert_eq!(config.mail.unwrap().password.expose(), "fra-fil");
+    }
+
+    #[test]
+    fn mail_problems_named() {
+        let base = format!("{}{MAIL}", without_credentials());
+        let cases = [
+            (
+                base.replace("from: sikkermail@", "from: sikkermail-"),
+                "mail.from",
+            ),
+            (
+                base.replace("host: smtp.kommune.example.org", "host: \"smtp://x\""),
+                "mail.smtp.host",
+            ),
+            (
+                format!("{base}  retry:\n    attempts: 0\n"),
+                "mail.retry.attempts",
+            ),
+            (
+                format!("{base}  retry:\n    initialBackoffSeconds: -1\n"),
+                "mail.retry.initialBackoffSeconds",
+            ),
+            (base.replace("    username: adgang\n", ""), "username"),
+            (
+                base.replace("  keyFile: smime/kommune.key\n", ""),
+                "keyFile",
+            ),
+            (format!("{EXAMPLE}{MAIL}"), "credentials.directory"),
+            (
+                format!("{}credentials:\n  delivery: mail\n", without_credentials()),
+                "credentials.delivery",
+            ),
+            (
+                format!("{}credentials:\n  delivery: file\n", without_credentials()),
+                "credentials.directory",
+            ),
+        ];
+        for (text, setting) in cases {
+            let error = load_mail(&text, Some("s")).unwrap_err().to_string();
+            assert!(error.contains(setting), "{setting}: {error}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! A password exists in memory, in AD, and in the one place a [`CredentialsSink`] delivers
 //! it. [`MailSink`] sends it in an S/MIME signed and encrypted mail to the supplier's secure
 //! mail address. [`FileSink`] writes it to an owner-only file in a folder outside the
-//! repository; it is meant for installations without secure mail, because anyone with read
-//! access to that folder as the same user can read every new password.
+//! repository. The file sink is meant for installations without secure mail, because anyone
+//! with read access to that folder as the same user can read every new password.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +21,7 @@ use crate::directory::Secret;
 use crate::mail::{MailError, Mailer, OutgoingMail};
 use crate::model::UserKey;
 use crate::resources::SupplierSpec;
+use crate::signatures::KeyRing;
 use crate::templates::{CredentialsMail, TemplateError, Templates};
 
 /// Length of generated passwords, in characters.
@@ -118,14 +119,16 @@ pub trait CredentialsSink: Send + Sync {
 
 /// Sends each account's credentials by S/MIME mail to its supplier's secure mail address.
 ///
-/// NOTE: the mail is for the attention of all the supplier's contact persons, not only the
-/// one whose signed commit added the user, because the plan does not carry the commit.
+/// The mail is for the attention of the contact person who submitted the user (see
+/// [`find_submitters`]), or of all the supplier's contact persons when that person is not
+/// known.
 pub struct MailSink {
     mailer: Arc<Mailer>,
     templates: Arc<Templates>,
     suppliers: BTreeMap<String, SupplierSpec>,
     /// First and last day of access of each user, for the mail text.
     periods: BTreeMap<UserKey, (NaiveDate, NaiveDate)>,
+    submitters: BTreeMap<UserKey, String>,
 }
 
 impl MailSink {
@@ -151,7 +154,14 @@ impl MailSink {
             templates,
             suppliers,
             periods,
+            submitters: BTreeMap::new(),
         }
+    }
+
+    /// Addresses each user's mail to the contact person named in `submitters`.
+    pub fn with_submitters(mut self, submitters: BTreeMap<UserKey, String>) -> Self {
+        self.submitters = submitters;
+        self
     }
 
     /// Renders the credentials mail for `credentials`, without sending it.
@@ -174,11 +184,14 @@ impl MailSink {
                 username: username.clone(),
                 address: spec.secure_mail.clone(),
             })?;
-        let attention: Vec<String> = spec
-            .contact_persons
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let attention: Vec<String> = match self.submitters.get(credentials.key) {
+            Some(name) => vec![name.clone()],
+            None => spec
+                .contact_persons
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+        };
         let (valid_from, last_day) =
             *self
                 .periods
@@ -230,6 +243,94 @@ impl CredentialsSink for MailSink {
                 })
         })
     }
+}
+
+/// Finds, for each of `users`, the name of the contact person whose signed commit added the
+/// user's file, walking the history back from `head`.
+///
+/// A user is left out when the commit that added the file is not signed by one of the
+/// supplier's contact persons as listed at `head` (a reviewer's commit, a key since removed),
+/// or when git fails. A file added on a branch is attributed to the branch's commit, not to
+/// the merge commit, because a merge adds a file only when no parent has it.
+pub fn find_submitters(
+    repo: &git2::Repository,
+    head: git2::Oid,
+    desired: &DesiredState,
+    users: &[UserKey],
+) -> BTreeMap<UserKey, String> {
+    let mut pending: Vec<(UserKey, String)> = users
+        .iter()
+        .map(|key| {
+            let path = format!(
+                "{}/{}/users/{}.yaml",
+                crate::desired::SUPPLIERS_DIR,
+                key.supplier,
+                key.name
+            );
+            (key.clone(), path)
+        })
+        .collect();
+    let mut adding_commits = Vec::new();
+    if let Err(e) = find_adding_commits(repo, head, &mut pending, &mut adding_commits) {
+        tracing::warn!(error = %e, "failed to find the commits that added users; mailing all contact persons");
+    }
+
+    let mut submitters = BTreeMap::new();
+    for (key, commit) in adding_commits {
+        let Some(spec) = desired
+            .suppliers
+            .get(&key.supplier)
+            .and_then(|s| s.spec.as_ref())
+        else {
+            continue;
+        };
+        let Ok(ring) = KeyRing::from_contact_persons(&spec.contact_persons) else {
+            continue;
+        };
+        let Ok(signer) = ring.verify_commit(repo, commit) else {
+            continue;
+        };
+        if let Some(person) = spec
+            .contact_persons
+            .iter()
+            .find(|person| person.username == signer.owner)
+        {
+            submitters.insert(key, person.name.clone());
+        }
+    }
+    submitters
+}
+
+/// Moves each entry of `pending` whose adding commit is found to `found`.
+fn find_adding_commits(
+    repo: &git2::Repository,
+    head: git2::Oid,
+    pending: &mut Vec<(UserKey, String)>,
+    found: &mut Vec<(UserKey, git2::Oid)>,
+) -> Result<(), git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+    walk.push(head)?;
+    for oid in walk {
+        if pending.is_empty() {
+            break;
+        }
+        let commit = repo.find_commit(oid?)?;
+        let tree = commit.tree()?;
+        let parent_trees = commit
+            .parents()
+            .map(|parent| parent.tree())
+            .collect::<Result<Vec<_>, _>>()?;
+        let has = |tree: &git2::Tree<'_>, path: &str| tree.get_path(Path::new(path)).is_ok();
+        pending.retain(|(key, path)| {
+            let added = has(&tree, path) && !parent_trees.iter().any(|parent| has(parent, path));
+            if added {
+                found.push((key.clone(), commit.id()));
+            }
+            !added
+        });
+    }
+    Ok(())
 }
 
 /// Writes each account's credentials to `<folder>/<supplier>/<username>.txt` with mode 0600.

@@ -15,9 +15,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info};
 
 use adgang::config::{Config, ConfigError, CredentialsDelivery};
-use adgang::credentials::{CredentialsSink, FileSink, MailSink};
+use adgang::credentials::{self, CredentialsSink, FileSink, MailSink};
 use adgang::directory::LdapDirectory;
 use adgang::mail::Mailer;
+use adgang::model::Action;
 use adgang::output;
 use adgang::server::{self, Metrics, Readiness, Server, ServerConfig, SyncTrigger, WebhookSecret};
 use adgang::source::{GitSource, StateStore};
@@ -415,7 +416,27 @@ async fn reconcile(
     let sink: Box<dyn CredentialsSink> = match (&config.credentials, mail) {
         (CredentialsDelivery::File { directory }, _) => Box::new(FileSink::new(directory)),
         (CredentialsDelivery::Mail, Some((mailer, templates))) => {
-            Box::new(MailSink::new(mailer, templates, &prepared.desired))
+            let new_users: Vec<_> = prepared
+                .plan
+                .accounts
+                .iter()
+                .filter(|account| {
+                    account
+                        .actions
+                        .iter()
+                        .any(|action| matches!(action, Action::SetInitialPassword { .. }))
+                })
+                .map(|account| account.key.clone())
+                .collect();
+            let submitters = credentials::find_submitters(
+                source.repository(),
+                prepared.head,
+                &prepared.desired,
+                &new_users,
+            );
+            Box::new(
+                MailSink::new(mailer, templates, &prepared.desired).with_submitters(submitters),
+            )
         }
         (CredentialsDelivery::Mail, None) => {
             anyhow::bail!("credentials.delivery is mail, but the mailer was not set up")

@@ -14,7 +14,7 @@ use openssl::x509::X509;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
-/// What is wrong with a certificate; the text completes a sentence naming the certificate.
+/// A problem of a certificate. The message completes a sentence that names the certificate.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateProblem {
     /// The text is not a PEM certificate.
@@ -107,8 +107,8 @@ fn check_validity(
     Ok(())
 }
 
-/// An RSA key receives the content key by key transport (keyEncipherment); an EC key by key
-/// agreement (keyAgreement), as RFC 5753 specifies for ECDH in CMS.
+/// Checks keyUsage for encryption. An RSA key receives the content key by key transport
+/// (keyEncipherment). An EC key receives it by key agreement (keyAgreement), as for ECDH.
 fn check_encryption_usage(parsed: &X509Certificate<'_>) -> Result<(), CertificateProblem> {
     let usage = parsed
         .key_usage()

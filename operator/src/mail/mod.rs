@@ -50,7 +50,7 @@ pub struct OutgoingMail {
     pub attachments: Vec<Attachment>,
 }
 
-/// How the SMTP connection is protected. Both modes verify the server certificate.
+/// Protection of the SMTP connection. Both modes verify the server certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsMode {
     /// Plain connection upgraded with STARTTLS, usually on port 587. A server that does not

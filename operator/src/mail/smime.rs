@@ -4,7 +4,7 @@
 //! attachments, in canonical form (CRLF line endings); CMS SignedData with that entity as
 //! its content (opaque signing, `smime-type=signed-data`), carrying the signer certificate;
 //! CMS EnvelopedData with AES-256-CBC, readable with the recipient's key or the municipality's
-//! (`smime-type=enveloped-data`). RFC 8551 describes both layers.
+//! (`smime-type=enveloped-data`).
 
 use std::path::Path;
 
@@ -19,7 +19,7 @@ use openssl::x509::X509;
 use super::certificate::first_reason;
 use super::{MailError, OutgoingMail};
 
-/// Length of a base64 line, as RFC 2045 allows at most 76 characters.
+/// Length of a base64 line: MIME allows at most 76 characters.
 const BASE64_LINE: usize = 76;
 
 pub(super) fn read_certificate(path: &Path) -> Result<X509, MailError> {

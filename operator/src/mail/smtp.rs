@@ -144,7 +144,14 @@ pub(super) fn outer_message(
         .header(content_type)
         .header(ContentDisposition::attachment("smime.p7m"))
         .body(body);
+    // The domain of the sender keeps the Message-ID unique without the host name.
+    let message_id = format!(
+        "<{}@{}>",
+        hex::encode(rand::random::<[u8; 16]>()),
+        from.domain()
+    );
     Message::builder()
+        .message_id(Some(message_id))
         .from(Mailbox::new(None, from))
         .to(Mailbox::new(None, to.clone()))
         .subject(mail.subject.clone())

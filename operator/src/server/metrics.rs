@@ -103,7 +103,7 @@ impl EncodeLabelValue for WebhookResult {
     }
 }
 
-/// Why a secure mail was not sent, the `kind` label of `adgang_mail_failures_total`.
+/// Cause of an unsent secure mail, the `kind` label of `adgang_mail_failures_total`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum MailFailureKind {
     /// The recipient's address or S/MIME certificate is missing or unusable.
