@@ -205,7 +205,8 @@ fn report_matches_ad() {
         .find(|d| d["username"] == "anne.hansen" && d["action"] == "set-expiry")
         .unwrap_or_else(|| panic!("the extension is a difference: {differences:?}"));
     let detail = anne_expiry["detail"].as_str().unwrap();
-    assert!(detail.contains(&day(200).to_string()), "{detail}");
+    let extended = format!("til {}", day(200).format("%d-%m-%Y"));
+    assert!(detail.contains(&extended), "{detail}");
     assert!(overviews[1]["differences"].as_array().unwrap().is_empty());
 
     // The report plans but never writes.

@@ -541,14 +541,14 @@ pub(crate) fn sample_overview() -> Overview {
                 username: None,
                 valid_from: sample_date(2, 15),
                 last_day: sample_date(8, 31),
-                blocked: Some("the file is invalid".to_owned()),
+                blocked: Some("filen er ugyldig; se kontrollen på jeres pull request".to_owned()),
             },
         ],
         differences: vec![Difference {
             username: "anne.hansen".to_owned(),
             file: "anne-hansen".to_owned(),
             action: "set-expiry".to_owned(),
-            detail: "last day 2027-06-30 → 2027-09-30".to_owned(),
+            detail: "sidste dag ændres fra 30-06-2027 til 30-09-2027".to_owned(),
         }],
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod csv;
 pub mod delivery;
+pub mod describe;
 pub mod outbox;
 pub mod run;
 
@@ -22,11 +23,10 @@ use crate::desired::DesiredState;
 use crate::directory::same_dn;
 use crate::expiry;
 use crate::model::{Account, Action, DirectorySnapshot, UserKey};
-use crate::output;
 use crate::plan::{Finding, Plan};
 use crate::resources::SupplierSpec;
 use crate::sync::action_name;
-use crate::templates::{MailAttachment, MailContent, TemplateError, Templates};
+use crate::templates::{Language, MailAttachment, MailContent, TemplateError, Templates};
 
 /// One supplier's overview.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -91,7 +91,7 @@ pub struct Difference {
     pub file: String,
     /// Short action name, as in `adgang plan` (`set-expiry`, `add-to-group`, `delete`, ...).
     pub action: String,
-    /// What the action changes, in the words of `adgang plan`.
+    /// What the action changes, in words for the supplier in the mail's language.
     pub detail: String,
 }
 
@@ -99,12 +99,14 @@ pub struct Difference {
 ///
 /// `snapshot` and `plan` must come from the same run as `desired`, such as from
 /// [`crate::sync::prepare`]. Accounts are assigned to a supplier by their Adgang link, so an
-/// object that Adgang did not create is in no overview.
+/// object that Adgang did not create is in no overview. Differences and reasons are written
+/// in `language`.
 pub fn build(
     desired: &DesiredState,
     snapshot: &DirectorySnapshot,
     plan: &Plan,
     zone: Tz,
+    language: Language,
     today: NaiveDate,
     commit: &str,
 ) -> Vec<Overview> {
@@ -140,7 +142,7 @@ pub fn build(
                 username: planned_username(plan, &user.key),
                 valid_from: user.spec.valid_from,
                 last_day: user.spec.last_day(),
-                blocked: blocked_reason(plan, &user.key),
+                blocked: blocked_reason(plan, &user.key, language),
             })
             .collect();
 
@@ -152,7 +154,7 @@ pub fn build(
             commit: commit.to_owned(),
             accounts: rows,
             pending,
-            differences: differences(plan, id, &existing, zone),
+            differences: differences(plan, id, &existing, zone, language),
         });
     }
     overviews
@@ -236,7 +238,7 @@ fn planned_username(plan: &Plan, key: &UserKey) -> Option<String> {
 }
 
 /// Describes why the plan does not create the account of `key`, from its findings.
-fn blocked_reason(plan: &Plan, key: &UserKey) -> Option<String> {
+fn blocked_reason(plan: &Plan, key: &UserKey, language: Language) -> Option<String> {
     if planned_username(plan, key).is_some() {
         return None;
     }
@@ -250,10 +252,16 @@ fn blocked_reason(plan: &Plan, key: &UserKey) -> Option<String> {
         | Finding::MassDeletionBlocked { supplier, .. } => supplier == &key.supplier,
         _ => false,
     })?;
-    Some(output::describe_finding(finding))
+    Some(describe::blocked(finding, language))
 }
 
-fn differences(plan: &Plan, supplier: &str, existing: &[&UserKey], zone: Tz) -> Vec<Difference> {
+fn differences(
+    plan: &Plan,
+    supplier: &str,
+    existing: &[&UserKey],
+    zone: Tz,
+    language: Language,
+) -> Vec<Difference> {
     let mut found = Vec::new();
     for account in plan.accounts.iter().filter(|a| a.key.supplier == supplier) {
         if !existing.contains(&&account.key) {
@@ -264,7 +272,7 @@ fn differences(plan: &Plan, supplier: &str, existing: &[&UserKey], zone: Tz) -> 
                 username: account.username.clone(),
                 file: account.key.name.clone(),
                 action: action_name(action).to_owned(),
-                detail: output::describe(action, zone),
+                detail: describe::action(action, zone, language),
             });
         }
     }

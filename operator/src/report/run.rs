@@ -56,6 +56,7 @@ pub async fn collect<D: Directory>(
         &prepared.snapshot,
         &prepared.plan,
         config.time_zone,
+        config.language,
         today,
         &prepared.commit.id,
     );

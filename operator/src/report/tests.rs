@@ -143,6 +143,7 @@ fn example() -> Vec<Overview> {
         &snap,
         &plan,
         Copenhagen,
+        Language::En,
         date("2027-02-01"),
         "abc123",
     )
@@ -238,7 +239,54 @@ fn overview_differences_from_plan() {
         .iter()
         .find(|d| d.action == "set-expiry")
         .unwrap();
-    assert_eq!(expiry.detail, "last day 2027-03-31 → 2027-09-30");
+    assert_eq!(
+        expiry.detail,
+        "last day changes from 2027-03-31 to 2027-09-30"
+    );
+}
+
+#[test]
+fn overview_differences_in_danish() {
+    let state = desired_state(&[user_file(
+        "soeren-lund",
+        "Søren",
+        "Lund",
+        "2027-01-11",
+        "2027-09-30",
+    )]);
+    let mut soeren = account("soeren-lund", "soeren.lund", "Søren Lund", "2027-03-31");
+    soeren.member_of.clear();
+    soeren
+        .attributes
+        .insert("displayName".to_owned(), "Søren Lunde".to_owned());
+    let snap = snapshot(vec![soeren]);
+    let plan = plan::plan(&state, &snap, None, now(), &settings());
+    let overviews = build(
+        &state,
+        &snap,
+        &plan,
+        Copenhagen,
+        Language::Da,
+        date("2027-02-01"),
+        "abc",
+    );
+    let details: Vec<&str> = overviews[0]
+        .differences
+        .iter()
+        .map(|d| d.detail.as_str())
+        .collect();
+    assert!(
+        details.contains(&"rettes: visningsnavn \"Søren Lunde\" → \"Søren Lund\""),
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&"sidste dag ændres fra 31-03-2027 til 30-09-2027"),
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&"tilføjes gruppen Nexus-Brugere"),
+        "{details:?}"
+    );
 }
 
 #[test]
@@ -258,11 +306,19 @@ fn overview_blocked_user_names_reason() {
     )]);
     let snap = snapshot(Vec::new());
     let plan = plan::plan(&state, &snap, None, now(), &settings());
-    let overviews = build(&state, &snap, &plan, Copenhagen, date("2027-02-01"), "abc");
+    let overviews = build(
+        &state,
+        &snap,
+        &plan,
+        Copenhagen,
+        Language::Da,
+        date("2027-02-01"),
+        "abc",
+    );
     let pending = &overviews[0].pending[0];
     assert_eq!(pending.username, None);
     let reason = pending.blocked.as_deref().unwrap();
-    assert!(reason.contains("2027-01-31"), "{reason}");
+    assert_eq!(reason, "den sidste dag (31-01-2027) er passeret");
 }
 
 /// Splits a CSV text into rows and fields with the csv crate, as a spreadsheet would.
@@ -301,7 +357,7 @@ fn csv_danish_excel_format() {
             "04-01-2027",
             "30-06-2027",
             "Nexus-Brugere",
-            "last day 2027-06-30 → 2027-09-30",
+            "sidste dag ændres fra 30-06-2027 til 30-09-2027",
             "anne-hansen",
         ]
     );
@@ -309,7 +365,10 @@ fn csv_danish_excel_format() {
     assert_eq!(rows[2][4], "", "no file, so no first day");
     assert_eq!(rows[3][3], "ikke oprettet endnu");
     assert_eq!(rows[4][3], "oprettes ikke");
-    assert_eq!(rows[4][7], "the file is invalid");
+    assert_eq!(
+        rows[4][7],
+        "filen er ugyldig; se kontrollen på jeres pull request"
+    );
 }
 
 #[test]
