@@ -356,7 +356,20 @@ impl Templates {
             .environment
             .get_template(kind.file_name())
             .map_err(render_error)?;
-        let output = template.render(context).map_err(render_error)?;
+        let output = template.render(context).map_err(|e| {
+            // Name the expression that failed, such as `a.usernme`, which minijinja's message
+            // for an undefined value leaves out.
+            let expression = e
+                .range()
+                .and_then(|range| template.source().get(range))
+                .map(|text| format!(" in `{text}`"))
+                .unwrap_or_default();
+            TemplateError::Render {
+                file: file.clone(),
+                line: e.line(),
+                message: format!("{}{expression}", error_message(&e)),
+            }
+        })?;
 
         let output = output.trim_start_matches(['\n', '\r']);
         let (first, rest) = output.split_once('\n').unwrap_or((output, ""));

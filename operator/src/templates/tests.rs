@@ -199,11 +199,17 @@ fn override_unknown_variable_fails_at_load() {
         "Subject: Ny bruger\n\nBrugernavn: {{ username }}\nAdgangskode: {{ pasword }}\n",
     );
     let error = Templates::load(Language::Da, Some(folder.path())).unwrap_err();
-    let TemplateError::Render { file, line, .. } = &error else {
+    let TemplateError::Render {
+        file,
+        line,
+        message,
+    } = &error
+    else {
         panic!("expected a render error, got {error}");
     };
     assert!(file.ends_with("credentials.txt"), "{file}");
     assert_eq!(*line, Some(4));
+    assert!(message.contains("`pasword`"), "{message}");
 }
 
 #[test]
