@@ -381,8 +381,8 @@ fn secure_address(supplier: &str) -> String {
     format!("sikker-post@{supplier}.example.org")
 }
 
-/// The setup of [`synced_setup`] with mail delivery through a real SMTP server: credentials,
-/// overviews and reminders all go by S/MIME.
+/// Sets up what [`synced_setup`] does, with mail delivery through a real SMTP server, so
+/// credentials, overviews and reminders all go by S/MIME.
 fn mail_synced_setup(extra_config: &str) -> (Setup, SecureMail) {
     let setup = Setup::new();
     let pki = Pki::create(&setup.work.path().join("pki"));
@@ -587,8 +587,8 @@ fn schedule_mails_once_across_restart() {
     let window_start = calendar.working_days_before(deadline, 10).unwrap();
     let reminder_due = window_start <= today() && today() <= deadline;
 
-    // Within a process the schedule runs once an hour; the later syncs show that nothing else
-    // goes out. The restart shows that the record, not the process, keeps mails from repeating.
+    // Within a process the schedule runs once an hour, and the later syncs show that nothing
+    // else goes out. The restart shows that the record, not the process, keeps mails from repeating.
     let first = run_interval(&setup, 3);
     assert_eq!(
         first.matches("mail schedule round done").count(),

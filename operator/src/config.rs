@@ -1019,7 +1019,7 @@ credentials:
     }
 
     #[test]
-    fn mail_defaults() {
+    fn schedule_and_templates_defaults() {
         let config = load(EXAMPLE).unwrap();
         assert_eq!(config.language, Language::Da);
         assert_eq!(config.templates_dir, None);
@@ -1031,7 +1031,7 @@ credentials:
     }
 
     #[test]
-    fn mail_settings_read() {
+    fn schedule_and_templates_read() {
         let extra = "templates:
   language: en
   folder: skabeloner

@@ -3,7 +3,7 @@
 //! An extension must be submitted by its deadline: [`notice::NOTICE_WORKING_DAYS`] working days
 //! before the last day of access, not counting that day ([`notice::deadline`]). A reminder is
 //! due from a configured number of working days before that deadline (default
-//! [`DEFAULT_WORKING_DAYS`]) up to and including the deadline itself; after the deadline an
+//! [`DEFAULT_WORKING_DAYS`]) up to and including the deadline itself. After the deadline an
 //! extension can no longer be in time, so no reminder goes. Each supplier gets one mail that
 //! lists all its accounts that are due, and each account is reminded once per period: the
 //! sent-record keeps the last day it was reminded for, so a new `validUntil` starts a new
@@ -42,7 +42,7 @@ pub struct ReminderAccount {
     /// The user's file name in git (`metadata.name`).
     pub file: String,
     pub name: String,
-    /// Last day of access, as AD holds it.
+    /// Last day of access, as AD stores it.
     pub last_day: NaiveDate,
     /// Last day on which an extension is in time.
     pub deadline: NaiveDate,

@@ -166,7 +166,7 @@ async fn read(config: &Config) -> anyhow::Result<Collected> {
         .context("failed to read the overviews")
 }
 
-/// Where mails go, chosen before anything is read.
+/// Destination of the mails, chosen before anything is read.
 enum Delivery {
     /// Written to a folder: `--outbox`, or `schedule.outbox` in the configuration.
     Outbox(OutboxSender),
@@ -228,12 +228,12 @@ impl MailSender for Sender {
     }
 }
 
-fn select(overviews: Vec<Overview>, wanted: &[String]) -> Result<Vec<Overview>, String> {
-    if wanted.is_empty() {
+fn select(overviews: Vec<Overview>, requested: &[String]) -> Result<Vec<Overview>, String> {
+    if requested.is_empty() {
         return Ok(overviews);
     }
     let known: Vec<&str> = overviews.iter().map(|o| o.supplier.as_str()).collect();
-    if let Some(unknown) = wanted.iter().find(|w| !known.contains(&w.as_str())) {
+    if let Some(unknown) = requested.iter().find(|w| !known.contains(&w.as_str())) {
         return Err(format!(
             "--supplier {unknown}: no supplier with a valid supplier.yaml has that id; known: {}",
             known.join(", ")
@@ -241,7 +241,7 @@ fn select(overviews: Vec<Overview>, wanted: &[String]) -> Result<Vec<Overview>, 
     }
     Ok(overviews
         .into_iter()
-        .filter(|o| wanted.contains(&o.supplier))
+        .filter(|o| requested.contains(&o.supplier))
         .collect())
 }
 

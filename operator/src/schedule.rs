@@ -8,9 +8,9 @@
 //!
 //! What was sent is kept in a [`SentRecord`] behind the [`SentRecordStore`] trait. The file
 //! store ([`FileSentRecordStore`]) keeps it as `sent.json` in the state directory, next to
-//! the last applied commit, replaces it atomically after each mail, and holds an exclusive
-//! lock on `sent.lock` for the whole round, so that two processes sharing the state directory
-//! never send the same mail twice. A controller with several replicas runs the round on the
+//! the last applied commit, and replaces it atomically after each mail. A round holds an
+//! exclusive lock on `sent.lock`, so two processes sharing the state directory never send
+//! the same mail twice. A controller with several replicas runs the round on the
 //! leader only and can keep the record elsewhere, such as in the Supplier status.
 //!
 //! A mail is recorded only after the server accepted it, so a crash between the two sends it
@@ -65,7 +65,7 @@ pub enum ScheduleError {
     Template(#[from] TemplateError),
 }
 
-/// What was sent: the month of each supplier's last overview and the period of each
+/// Record of sent mail: the month of each supplier's last overview and the period of each
 /// account's last reminder.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -6,10 +6,10 @@
 //! subject that names a person, a username or a password from the sample data is rejected. The built-in templates are compiled into the binary from
 //! `operator/templates/<language>/`. A municipality can override any of them by putting a
 //! file of the same name (`credentials.txt`, `overview.txt`, `reminder.txt`) in the folder
-//! that `templates.folder` names. Every template is compiled and rendered once with invented
-//! sample data when [`Templates::load`] runs, so an edited template with a syntax error, an
-//! unknown filter, a misspelt variable or no subject line fails at start-up with its file and
-//! line, not when the first mail is due.
+//! that `templates.folder` names. [`Templates::load`] compiles every template and renders it
+//! once with invented sample data. An edited template with a syntax error, an unknown filter,
+//! a misspelt variable or no subject line therefore fails at start-up with its file and line,
+//! not when the first mail is due.
 //!
 //! Templates get two filters: `date` writes a date as `dd-mm-yyyy` in Danish and
 //! `yyyy-mm-dd` in English, and `month` writes the month and year of a date ("januar 2027",
@@ -159,7 +159,7 @@ pub enum TemplateError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The template folder holds a file that is not a template name.
+    /// The template folder contains a file that is not a template name.
     #[error(
         "unknown mail template {path}: expected credentials.txt, overview.txt or reminder.txt; \
          rename or remove the file"

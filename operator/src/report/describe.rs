@@ -1,7 +1,7 @@
 //! The differences and the reasons a user is not created, in words for the supplier and in
 //! the mail's language.
 //!
-//! `adgang plan` describes the same actions for operators, with DNs and attribute names; a
+//! `adgang plan` describes the same actions for operators, with DNs and attribute names. A
 //! supplier needs to know what changes for a person, not how AD stores it.
 
 use chrono::NaiveDate;

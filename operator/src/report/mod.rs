@@ -1,4 +1,4 @@
-//! The monthly overview that each supplier receives: its accounts as AD holds them, the users
+//! The monthly overview that each supplier receives: its accounts as AD stores them, the users
 //! in git that are not created yet, and what the next sync would change.
 //!
 //! The overview is built from the directory snapshot, not from git, so it shows the access
@@ -49,7 +49,7 @@ pub struct Overview {
     pub differences: Vec<Difference>,
 }
 
-/// An account as AD holds it.
+/// An account as AD stores it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OverviewAccount {
     /// sAMAccountName.
@@ -79,7 +79,7 @@ pub struct PendingUser {
     pub username: Option<String>,
     pub valid_from: NaiveDate,
     pub last_day: NaiveDate,
-    /// Why the account is not created at the next sync, when it is not.
+    /// Reason that the next sync does not create the account, when it does not.
     pub blocked: Option<String>,
 }
 
@@ -91,7 +91,7 @@ pub struct Difference {
     pub file: String,
     /// Short action name, as in `adgang plan` (`set-expiry`, `add-to-group`, `delete`, ...).
     pub action: String,
-    /// What the action changes, in words for the supplier in the mail's language.
+    /// Description of the change, in words for the supplier in the mail's language.
     pub detail: String,
 }
 

@@ -32,7 +32,7 @@ pub enum ReportError {
 /// The overviews of every supplier and the working-day calendar, read at one moment.
 pub struct Collected {
     pub overviews: Vec<Overview>,
-    /// Where each supplier's mail goes, by supplier id.
+    /// Recipient of each supplier's mail, by supplier id.
     pub recipients: BTreeMap<String, Recipient>,
     /// Danish holidays plus the closing days of `policy.yaml` at the head and of the
     /// configuration.

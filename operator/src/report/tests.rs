@@ -113,9 +113,10 @@ fn settings() -> Settings {
     }
 }
 
-/// Anne exists with a mail set by hand and a membership of a group no supplier may use;
-/// Søren exists with a last day that his file has since moved; Jens exists but his file is
-/// gone; Ole has a file but no account; a hand-made account sits in the supplier's OU.
+/// Builds the overview of five cases. Anne exists with a mail set by hand and a membership of
+/// a group no supplier may use. Søren exists with a last day that his file has since moved.
+/// Jens exists but his file is gone. Ole has a file but no account. A hand-made account sits
+/// in the supplier's OU.
 fn example() -> Vec<Overview> {
     let state = desired_state(&[
         user_file("anne-hansen", "Anne", "Hansen", "2027-01-04", "2027-06-30"),

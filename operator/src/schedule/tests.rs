@@ -12,7 +12,7 @@ fn date(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
 
-/// An instant given as Copenhagen local time.
+/// Converts a Copenhagen local time to an instant.
 fn local(s: &str) -> DateTime<Utc> {
     let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
     Copenhagen
