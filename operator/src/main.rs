@@ -253,7 +253,12 @@ async fn run(command: Command) -> ExitCode {
                 if code == ExitCode::from(2) {
                     return code;
                 }
-                report_command::run_schedule_round(&common.config, &mut schedule_gate).await;
+                report_command::run_schedule_round(
+                    &common.config,
+                    &mut schedule_gate,
+                    Some(&metrics),
+                )
+                .await;
                 info!(seconds, "waiting for the next sync");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(seconds)) => {}

@@ -17,6 +17,7 @@ use adgang::report::outbox::OutboxSender;
 use adgang::report::run::{Collected, collect};
 use adgang::report::{self, Overview, csv};
 use adgang::schedule::{self, FileSentRecordStore, MailSender, Round, ScheduleError};
+use adgang::server::Metrics;
 use adgang::source::{GitSource, StateStore};
 use adgang::templates::{MailContent, Templates};
 
@@ -42,7 +43,7 @@ pub async fn run(args: &ReportArgs) -> ExitCode {
     let delivery = if args.print {
         None
     } else {
-        match Delivery::choose(&config, args.outbox.as_deref()) {
+        match Delivery::choose(&config, args.outbox.as_deref(), None) {
             Ok(delivery) => Some(delivery),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -78,18 +79,22 @@ pub async fn run(args: &ReportArgs) -> ExitCode {
     }
 }
 
-/// Limits the schedule to one successful round per clock hour of one process, because a
-/// round reads git and AD again. Overviews and reminders are due by the day and the hour, so
-/// a round per hour finds them in time.
+/// Limits the schedule to one round per clock hour of one process, because a round reads git
+/// and AD again. Overviews and reminders are due by the day and the hour, so a round per hour
+/// finds them in time, and a mail that failed is tried again an hour later.
 #[derive(Debug, Default)]
 pub struct ScheduleGate {
     last_round: Option<(chrono::NaiveDate, u32)>,
 }
 
 /// Runs one round of the schedule, unless a round already ran this hour: sends the overviews
-/// and reminders that are due. Errors are logged, because the sync loop goes on regardless,
-/// and the next sync tries again.
-pub async fn run_schedule_round(config_path: &Path, gate: &mut ScheduleGate) {
+/// and reminders that are due. With `metrics`, the mailer counts its mails there. Errors are
+/// logged, because the sync loop goes on regardless.
+pub async fn run_schedule_round(
+    config_path: &Path,
+    gate: &mut ScheduleGate,
+    metrics: Option<&Metrics>,
+) {
     let (config, templates) = match load(config_path) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -103,7 +108,7 @@ pub async fn run_schedule_round(config_path: &Path, gate: &mut ScheduleGate) {
     if gate.last_round == Some(hour) {
         return;
     }
-    let delivery = match Delivery::choose(&config, None) {
+    let delivery = match Delivery::choose(&config, None, metrics) {
         Ok(delivery) => delivery,
         Err(DeliveryError::NotConfigured(_)) => {
             tracing::debug!("no mail delivery configured; the mail schedule does not run");
@@ -141,10 +146,7 @@ pub async fn run_schedule_round(config_path: &Path, gate: &mut ScheduleGate) {
                 failures = report.failures.len(),
                 "mail schedule round done"
             );
-            // A failed mail is tried again at the next sync, not only next hour.
-            if report.failures.is_empty() {
-                gate.last_round = Some(hour);
-            }
+            gate.last_round = Some(hour);
         }
         Err(e @ ScheduleError::Busy { .. }) => warn!(error = %e, "skipping the mail schedule"),
         Err(e) => error!(error = %e, "the mail schedule round failed"),
@@ -189,7 +191,11 @@ enum DeliveryError {
 impl Delivery {
     /// Chooses the outbox folder given on the command line, then `schedule.outbox`, then the
     /// `mail:` section.
-    fn choose(config: &Config, outbox: Option<&Path>) -> Result<Self, DeliveryError> {
+    fn choose(
+        config: &Config,
+        outbox: Option<&Path>,
+        metrics: Option<&Metrics>,
+    ) -> Result<Self, DeliveryError> {
         let folder: Option<PathBuf> = outbox
             .map(Path::to_path_buf)
             .or_else(|| config.outbox_dir.clone());
@@ -200,8 +206,11 @@ impl Delivery {
         let Some(settings) = &config.mail else {
             return Err(DeliveryError::NotConfigured(path));
         };
-        let mailer =
+        let mut mailer =
             Mailer::from_config(settings).map_err(|source| DeliveryError::Mail { path, source })?;
+        if let Some(metrics) = metrics {
+            mailer = mailer.with_metrics(metrics.clone());
+        }
         Ok(Self::Mail(Arc::new(mailer)))
     }
 
