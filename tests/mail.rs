@@ -452,8 +452,10 @@ fn credentials_mailed_before_enable() {
     // The server stores each message, then waits 3 s before it accepts it.
     let server = SmtpServer::start_on(setup.work.path(), &pki, ServerMode::StartTls, port, 3.0);
 
+    // Debug logs of every crate, so that a secret logged at any level would show.
     let child = setup
         .command(&["sync"])
+        .env("ADGANG_LOG", "debug")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -504,6 +506,10 @@ fn credentials_mailed_before_enable() {
     assert!(
         !logs.contains(&password),
         "the password is in the output:\n{logs}"
+    );
+    assert!(
+        !logs.contains(support::smtp::SMTP_PASSWORD),
+        "the SMTP password is in the output:\n{logs}"
     );
     assert_password_in_no_file(setup.work.path(), &password);
     assert!(
