@@ -214,6 +214,23 @@ async fn bad_recipient_certificates_rejected() {
 }
 
 #[tokio::test]
+async fn ec_recipient_opens_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&dir.path().join("pki"));
+    let supplier = pki.issue("supplier", SUPPLIER_ADDRESS, "ec");
+    let server = SmtpServer::start(dir.path(), &pki, ServerMode::StartTls);
+    let mailer = Mailer::from_config(&pki.mail_settings(server.port, TlsMode::StartTls)).unwrap();
+
+    mailer.send(&mail_to(&supplier)).await.unwrap();
+
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    let entity = open(&messages[0], &supplier, &pki);
+    let inner = MessageParser::default().parse(&entity).unwrap();
+    assert!(inner.body_text(0).unwrap().contains("januar"));
+}
+
+#[tokio::test]
 async fn address_match_ignores_case() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::create(&dir.path().join("pki"));
