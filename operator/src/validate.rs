@@ -64,7 +64,7 @@ pub enum ValidateError {
 /// One problem, located where the author can fix it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Problem {
-    /// What kind of rule: `schema`, `notice`, `certificate` or `signature`.
+    /// Kind of rule: `schema`, `notice`, `certificate` or `signature`.
     pub rule: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
