@@ -214,6 +214,23 @@ async fn bad_recipient_certificates_rejected() {
 }
 
 #[tokio::test]
+async fn ec_recipient_opens_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&dir.path().join("pki"));
+    let supplier = pki.issue("supplier", SUPPLIER_ADDRESS, "ec");
+    let server = SmtpServer::start(dir.path(), &pki, ServerMode::StartTls);
+    let mailer = Mailer::from_config(&pki.mail_settings(server.port, TlsMode::StartTls)).unwrap();
+
+    mailer.send(&mail_to(&supplier)).await.unwrap();
+
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    let entity = open(&messages[0], &supplier, &pki);
+    let inner = MessageParser::default().parse(&entity).unwrap();
+    assert!(inner.body_text(0).unwrap().contains("januar"));
+}
+
+#[tokio::test]
 async fn address_match_ignores_case() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::create(&dir.path().join("pki"));
@@ -452,8 +469,10 @@ fn credentials_mailed_before_enable() {
     // The server stores each message, then waits 3 s before it accepts it.
     let server = SmtpServer::start_on(setup.work.path(), &pki, ServerMode::StartTls, port, 3.0);
 
+    // Debug logs of every crate, so that a secret logged at any level would show.
     let child = setup
         .command(&["sync"])
+        .env("ADGANG_LOG", "debug")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -504,6 +523,10 @@ fn credentials_mailed_before_enable() {
     assert!(
         !logs.contains(&password),
         "the password is in the output:\n{logs}"
+    );
+    assert!(
+        !logs.contains(support::smtp::SMTP_PASSWORD),
+        "the SMTP password is in the output:\n{logs}"
     );
     assert_password_in_no_file(setup.work.path(), &password);
     assert!(
@@ -649,4 +672,66 @@ fn signed_commit(setup: &Setup, key: &SshKey, message: &str) {
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     setup.repo.git(&["add", "--all"]);
     setup.repo.git(&arguments);
+}
+
+#[test]
+fn validate_reports_changed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&dir.path().join("pki"));
+    let valid = pki.issue("valid", SUPPLIER_ADDRESS, "valid");
+    let wrong_eku = pki.issue("wrong-eku", SUPPLIER_ADDRESS, "wrong-eku");
+    let expired = pki.issue("expired", "sikker-post@pleje-vest.example.org", "expired");
+    let repo = support::setup::TestRepo::init(&dir.path().join("repo"));
+    repo.write(
+        "policy.yaml",
+        "apiVersion: adgang.example.org/v1alpha1
+kind: RepositoryPolicy
+metadata:
+  name: policy
+spec:
+  reviewers: []
+",
+    );
+    repo.write(SUPPLIER, &supplier_with_certificate(&valid));
+    // An unchanged supplier's expired certificate is not this pull request's problem.
+    let mut pleje_vest = supplier_yaml("pleje-vest", "Pleje Vest");
+    pleje_vest.push_str("  secureMailCertificate: |\n");
+    for line in expired.certificate_pem().lines() {
+        pleje_vest.push_str(&format!("    {line}\n"));
+    }
+    repo.write("suppliers/pleje-vest/supplier.yaml", &pleje_vest);
+    let base = repo.commit("Add the suppliers");
+    repo.write(SUPPLIER, &supplier_with_certificate(&wrong_eku));
+    let head = repo.commit("Replace Omsorg Nord's certificate");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_adgang"))
+        .arg("validate")
+        .arg("--repo")
+        .arg(&repo.dir)
+        .args(["--base", &base, "--head", &head, "--format", "json"])
+        .env("ADGANG_LOG", "warn")
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    let problems: Vec<&serde_json::Value> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["rule"] == "certificate")
+        .collect();
+    assert_eq!(problems.len(), 1, "{report:#}");
+    let problem = problems[0];
+    assert_eq!(problem["path"], SUPPLIER, "{problem:#}");
+    assert_eq!(
+        problem["field"], "spec.secureMailCertificate",
+        "{problem:#}"
+    );
+    assert!(problem["line"].as_u64().is_some(), "{problem:#}");
+    let message = problem["message"].as_str().unwrap();
+    assert!(message.contains("emailProtection"), "{message}");
+    assert!(message.contains(SUPPLIER_ADDRESS), "{message}");
+    assert_eq!(output.status.code(), Some(1));
 }

@@ -63,8 +63,8 @@ impl Pki {
         }
     }
 
-    /// Issues an S/MIME certificate for `address`; `kind` is valid, expired, wrong-eku or
-    /// no-encipherment.
+    /// Issues an S/MIME certificate for `address`. `kind` is valid, expired, wrong-eku,
+    /// no-encipherment or ec (see `scripts/smime-certs`).
     pub fn issue(&self, name: &str, address: &str, kind: &str) -> Identity {
         Self::issue_in(&self.dir, name, address, kind)
     }

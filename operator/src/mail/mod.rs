@@ -27,7 +27,7 @@ use crate::server::metrics::{MailFailureKind, Metrics};
 pub use certificate::CertificateProblem;
 
 /// A file attached to an [`OutgoingMail`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Attachment {
     /// File name shown to the recipient, such as `oversigt-2027-01.csv`.
     pub filename: String,
@@ -36,8 +36,9 @@ pub struct Attachment {
     pub content: Vec<u8>,
 }
 
-/// One message to a supplier's secure mail address.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message to a supplier's secure mail address. Its `Debug` output leaves out the text
+/// and the attachments' content, because they may contain a password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct OutgoingMail {
     /// The supplier's secure mail address.
     pub to: String,
@@ -48,6 +49,32 @@ pub struct OutgoingMail {
     /// Plain-text body, UTF-8.
     pub text: String,
     pub attachments: Vec<Attachment>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("filename", &self.filename)
+            .field("content_type", &self.content_type)
+            .field("content", &format_args!("[{} bytes]", self.content.len()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let attachments: Vec<&str> = self
+            .attachments
+            .iter()
+            .map(|a| a.filename.as_str())
+            .collect();
+        f.debug_struct("OutgoingMail")
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("text", &format_args!("[{} bytes]", self.text.len()))
+            .field("attachments", &attachments)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Protection of the SMTP connection. Both modes verify the server certificate.
@@ -109,16 +136,16 @@ pub struct MailSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
     /// A certificate or key file of the municipality could not be read.
-    #[error("failed to read {what} {path}: {source}")]
+    #[error("failed to read {file_kind} {path}: {source}")]
     ReadFile {
-        what: &'static str,
+        file_kind: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
     /// A certificate or key file of the municipality is not valid PEM of the expected kind.
-    #[error("invalid {what} {path}: {message}")]
+    #[error("invalid {file_kind} {path}: {message}")]
     InvalidFile {
-        what: &'static str,
+        file_kind: &'static str,
         path: PathBuf,
         message: String,
     },
@@ -211,7 +238,7 @@ impl Mailer {
         let public = certificate
             .public_key()
             .map_err(|e| MailError::InvalidFile {
-                what: "certificate",
+                file_kind: "certificate (mail.certificateFile)",
                 path: settings.certificate_file.clone(),
                 message: e.to_string(),
             })?;
@@ -281,5 +308,30 @@ impl Mailer {
         self.transport
             .send_with_retry(&message, &mail.to, &self.settings.retry)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_out_text() {
+        let mail = OutgoingMail {
+            to: "sikker-post@omsorg-nord.example.org".to_owned(),
+            recipient_certificate: String::new(),
+            subject: "Ny brugerkonto".to_owned(),
+            text: "Midlertidig adgangskode: Xy7-secret".to_owned(),
+            attachments: vec![Attachment {
+                filename: "a.txt".to_owned(),
+                content_type: "text/plain".to_owned(),
+                content: b"Xy7-secret".to_vec(),
+            }],
+        };
+        let debug = format!("{mail:?}");
+        assert!(!debug.contains("Xy7-secret"), "{debug}");
+        assert!(debug.contains("a.txt"), "{debug}");
+        let attachment = format!("{:?}", mail.attachments[0]);
+        assert!(!attachment.contains("Xy7"), "{attachment}");
     }
 }

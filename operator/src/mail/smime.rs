@@ -24,12 +24,12 @@ const BASE64_LINE: usize = 76;
 
 pub(super) fn read_certificate(path: &Path) -> Result<X509, MailError> {
     let pem = std::fs::read(path).map_err(|source| MailError::ReadFile {
-        what: "certificate",
+        file_kind: "certificate (mail.certificateFile)",
         path: path.to_owned(),
         source,
     })?;
     X509::from_pem(&pem).map_err(|e| MailError::InvalidFile {
-        what: "certificate",
+        file_kind: "certificate (mail.certificateFile)",
         path: path.to_owned(),
         message: format!("not a PEM certificate: {}", first_reason(&e)),
     })
@@ -37,12 +37,12 @@ pub(super) fn read_certificate(path: &Path) -> Result<X509, MailError> {
 
 pub(super) fn read_key(path: &Path) -> Result<PKey<Private>, MailError> {
     let pem = std::fs::read(path).map_err(|source| MailError::ReadFile {
-        what: "private key",
+        file_kind: "private key (mail.keyFile)",
         path: path.to_owned(),
         source,
     })?;
     PKey::private_key_from_pem(&pem).map_err(|e| MailError::InvalidFile {
-        what: "private key",
+        file_kind: "private key (mail.keyFile)",
         path: path.to_owned(),
         message: format!("not an unencrypted PEM private key: {}", first_reason(&e)),
     })
