@@ -668,3 +668,24 @@ fn schedule_mails_once_across_restart() {
         );
     }
 }
+
+#[test]
+fn broken_template_stops_at_start() {
+    let setup = synced_setup("templates:\n  folder: skabeloner\n");
+    let folder = setup.work.path().join("skabeloner");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(
+        folder.join("reminder.txt"),
+        "Subject: Påmindelse\n\n{% for a in accounts %}\n{{ a.username }\n{% endfor %}\n",
+    )
+    .unwrap();
+    let expected = format!("{} line 4", folder.join("reminder.txt").display());
+
+    let interval = setup.run(&["sync", "--interval", "1", "--listen", "127.0.0.1:0"]);
+    assert_eq!(interval.code, 2, "{}", interval.all());
+    assert!(interval.stderr.contains(&expected), "{}", interval.all());
+
+    let report = setup.run(&["report", "--print"]);
+    assert_eq!(report.code, 2, "{}", report.all());
+    assert!(report.stderr.contains(&expected), "{}", report.all());
+}
