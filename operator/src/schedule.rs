@@ -29,7 +29,7 @@ use tracing::{error, info};
 use crate::calendar::{Calendar, CalendarError};
 use crate::reminders::{self, ReminderMail};
 use crate::report::{self, Overview};
-use crate::templates::{MailContent, TemplateError, Templates};
+use crate::templates::{MailContent, Templates};
 
 /// File name of the sent-record in the state directory.
 pub const SENT_RECORD_FILE: &str = "sent.json";
@@ -60,9 +60,6 @@ pub enum ScheduleError {
     /// A date is outside the working-day calendar.
     #[error(transparent)]
     Calendar(#[from] CalendarError),
-    /// A template failed to render.
-    #[error(transparent)]
-    Template(#[from] TemplateError),
 }
 
 /// Record of sent mail: the month of each supplier's last overview and the period of each
@@ -344,8 +341,9 @@ pub struct Round<'a> {
 
 /// Sends the overviews and reminders that are due and records each one sent.
 ///
-/// Holds the store's lock for the whole round. A failed send is logged, reported and left
-/// unrecorded, so the next round tries it again; the other mails of the round still go.
+/// Holds the store's lock for the whole round. A mail that fails to render or send is logged,
+/// reported and left unrecorded, so the next round tries it again. The other mails of the
+/// round still go.
 pub async fn send_due<S: MailSender>(
     round: &Round<'_>,
     store: &dyn SentRecordStore,
@@ -367,8 +365,12 @@ pub async fn send_due<S: MailSender>(
         let Some(overview) = round.overviews.iter().find(|o| o.supplier == supplier) else {
             continue;
         };
-        let content = report::overview_mail(round.templates, overview)?;
-        match sender.send(&supplier, &content).await {
+        // A template that fails on this supplier's data fails this mail only.
+        let sent = match report::overview_mail(round.templates, overview) {
+            Ok(content) => sender.send(&supplier, &content).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match sent {
             Ok(()) => {
                 info!(supplier, %month, accounts = overview.accounts.len(), "sent the monthly overview");
                 record.record_overview(&supplier, month);
@@ -398,9 +400,14 @@ pub async fn send_due<S: MailSender>(
         &record,
     )?;
     for mail in due {
-        let rendered = round.templates.reminder(&mail)?;
-        let content = MailContent::from(rendered);
-        match sender.send(&mail.supplier, &content).await {
+        let sent = match round.templates.reminder(&mail) {
+            Ok(rendered) => {
+                let content = MailContent::from(rendered);
+                sender.send(&mail.supplier, &content).await
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match sent {
             Ok(()) => {
                 info!(
                     supplier = mail.supplier,

@@ -362,3 +362,44 @@ async fn round_skipped_while_locked() {
     assert!(matches!(error, ScheduleError::Busy { .. }), "{error}");
     assert!(outbox_mails(&mailbox, "omsorg-nord").is_empty());
 }
+
+#[tokio::test]
+async fn round_render_failure_fails_one_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileSentRecordStore::new(&dir.path().join("state"));
+    // Passes the start-up check, whose sample has two accounts, but fails on three.
+    let folder = dir.path().join("skabeloner");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(
+        folder.join("overview.txt"),
+        "Subject: Oversigt\n\n{% if accounts | length > 2 %}{{ accounts[7].username }}{% endif %}\n",
+    )
+    .unwrap();
+    let templates = Templates::load(Language::Da, Some(&folder)).unwrap();
+    let calendar = Calendar::danish();
+    let mut larger = second_supplier();
+    larger.accounts.push(larger.accounts[0].clone());
+    let overviews = [sample_overview(), larger];
+    let round = Round {
+        now: local("2027-02-01 07:30"),
+        settings: &settings(),
+        calendar: &calendar,
+        templates: &templates,
+        overviews: &overviews,
+    };
+
+    let mailbox = dir.path().join("outbox");
+    let report = send_due(&round, &store, &OutboxSender::new(&mailbox))
+        .await
+        .unwrap();
+    assert_eq!(report.overviews, ["omsorg-nord"]);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].supplier, "pleje-syd");
+    assert!(
+        report.failures[0].error.contains("overview.txt"),
+        "{}",
+        report.failures[0].error
+    );
+    assert!(outbox_mails(&mailbox, "pleje-syd").is_empty());
+    assert!(!store.load().unwrap().overviews.contains_key("pleje-syd"));
+}
