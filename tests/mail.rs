@@ -735,3 +735,51 @@ spec:
     assert!(message.contains(SUPPLIER_ADDRESS), "{message}");
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn sync_stops_on_key_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&dir.path().join("pki"));
+    let supplier = pki.issue("supplier", SUPPLIER_ADDRESS, "valid");
+    let mut mail = mail_section(&pki, free_port(), dir.path());
+    mail = mail.replace(
+        &pki.municipality.key.display().to_string(),
+        &supplier.key.display().to_string(),
+    );
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "directory:
+  url: ldaps://127.0.0.1
+  caFile: {ca}
+  bindDn: CN=Administrator,CN=Users,DC=adgang,DC=test
+  managedBase: OU=Leverandører,DC=adgang,DC=test
+  domainBase: DC=adgang,DC=test
+  upnSuffix: adgang.test
+repository:
+  url: repo
+stateDir: state
+{mail}",
+            ca = pki.ca_file.display()
+        ),
+    )
+    .unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_adgang"))
+        .args(["sync", "--config"])
+        .arg(&config)
+        .env("ADGANG_BIND_PASSWORD", "not-used")
+        .env_remove("ADGANG_SMTP_PASSWORD")
+        .env_remove("ADGANG_SMTP_PASSWORD_FILE")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("does not match the certificate"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mail.keyFile"), "{stderr}");
+}
