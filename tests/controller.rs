@@ -13,7 +13,7 @@ use adgang::controller::{
     self, COMMIT_ANNOTATION, Context, ControllerConfig, ControllerError, Controllers, FINALIZER,
     error_policy, reconcile_supplier, reconcile_user,
 };
-use adgang::credentials::FileSink;
+use adgang::credentials::{Delivery, FileSink};
 use adgang::directory::{DirectorySettings, LdapDirectory, Secret};
 use adgang::plan::{DeletionGuard, Settings};
 use adgang::resources::{Supplier, SupplierUser};
@@ -84,7 +84,7 @@ impl Harness {
             api.client(),
             NAMESPACE,
             directory,
-            Arc::new(FileSink::new(credentials.path())),
+            Delivery::Sink(Arc::new(FileSink::new(credentials.path()))),
             config,
             user_store,
             supplier_store,
@@ -800,7 +800,7 @@ async fn running_controller_creates_account() {
         api.client(),
         NAMESPACE,
         directory,
-        Arc::new(FileSink::new(credentials.path())),
+        Delivery::Sink(Arc::new(FileSink::new(credentials.path()))),
         config,
         may_write,
     );

@@ -795,7 +795,12 @@ fn config_map_loads_as_adgang_config() {
     for (what, path) in [
         ("stateDir", config.state_dir.as_path()),
         ("repository.cacheDir", config.repository.cache_dir.as_path()),
-        ("credentials.directory", config.credentials_dir.as_path()),
+        (
+            "credentials.directory",
+            config
+                .credentials_dir()
+                .expect("the manifests deliver credentials to files"),
+        ),
     ] {
         let mount = mount_containing(container, path)
             .unwrap_or_else(|| panic!("{what} {} is on no volume", path.display()));

@@ -15,20 +15,25 @@ use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
-use adgang::config::{Config, ConfigError};
+use adgang::config::{Config, ConfigError, CredentialsDelivery};
 use adgang::controller::{
     self, leader,
     leader::{LeaderElector, LeaderSettings},
 };
-use adgang::credentials::FileSink;
+use adgang::credentials::{self, CredentialsSink, Delivery, FileSink, MailSink};
 use adgang::directory::LdapDirectory;
+use adgang::mail::Mailer;
+use adgang::model::Action;
 use adgang::output;
 use adgang::server::{
     self, Metrics, Readiness, Server, ServerConfig, SyncTrigger, UserCounts, WebhookSecret,
 };
 use adgang::source::{GitSource, StateStore};
 use adgang::sync::{self, SyncOptions, SyncReport};
+use adgang::templates::Templates;
 use adgang::validate;
+
+mod report_command;
 
 #[derive(Parser)]
 #[command(
@@ -137,6 +142,37 @@ struct ControllerArgs {
     accept_rewritten_history: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Configuration file (YAML).
+    #[arg(
+        long,
+        short,
+        env = "ADGANG_CONFIG",
+        default_value = "/etc/adgang/config.yaml"
+    )]
+    config: PathBuf,
+    /// Prints the overviews on standard output instead of sending them.
+    #[arg(long)]
+    print: bool,
+    /// Format of --print: the mail text, the CSV attachment, or JSON.
+    #[arg(long, short, value_enum, default_value_t = ReportFormat::Text, requires = "print")]
+    output: ReportFormat,
+    /// Only this supplier, by its folder name (repeatable) [default: every supplier].
+    #[arg(long, value_name = "ID")]
+    supplier: Vec<String>,
+    /// Writes the mails to this folder instead of sending them [default: schedule.outbox].
+    #[arg(long, value_name = "FOLDER", conflicts_with = "print")]
+    outbox: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Csv,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ValidateFormat {
     Text,
@@ -171,6 +207,8 @@ enum Command {
     /// Runs the Kubernetes controller for the Supplier and SupplierUser objects of one
     /// namespace (controller.namespace in the configuration, else the pod's namespace).
     Controller(ControllerArgs),
+    /// Sends each supplier the overview of its accounts in AD now, or prints it with --print.
+    Report(ReportArgs),
     /// Prints the CustomResourceDefinitions of Supplier and SupplierUser.
     Crd {
         /// Writes one file per CRD into this folder instead of printing them.
@@ -234,6 +272,7 @@ async fn run(command: Command) -> ExitCode {
             }
         },
         Command::Validate(args) => run_validate(&args),
+        Command::Report(args) => report_command::run(&args).await,
         Command::Sync {
             common,
             interval: None,
@@ -248,6 +287,10 @@ async fn run(command: Command) -> ExitCode {
                 eprintln!("error: --interval must be at least 1 second");
                 return ExitCode::from(2);
             }
+            if let Err(e) = report_command::check_templates(&common.config) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let (metrics, trigger, _) = match start_server(listen, &common.config).await {
                 Ok(started) => started,
                 Err(e) => {
@@ -255,11 +298,18 @@ async fn run(command: Command) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let mut schedule_gate = report_command::ScheduleGate::default();
             loop {
                 let code = run_once(&common, true, Some(&metrics)).await;
                 if code == ExitCode::from(2) {
                     return code;
                 }
+                report_command::run_schedule_round(
+                    &common.config,
+                    &mut schedule_gate,
+                    Some(&metrics),
+                )
+                .await;
                 info!(seconds, "waiting for the next sync");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
@@ -289,8 +339,40 @@ async fn run_once(common: &Common, apply: bool, metrics: Option<&Metrics>) -> Ex
         }
     };
 
+    // The mailer checks the municipality's certificate and key before anything is applied.
+    let mailer = match (&config.mail, apply) {
+        (Some(settings), true) => match Mailer::from_config(settings) {
+            Ok(mailer) => {
+                let mailer = match metrics {
+                    Some(metrics) => mailer.with_metrics(metrics.clone()),
+                    None => mailer,
+                };
+                Some(Arc::new(mailer))
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: invalid mail settings in {}: {e}",
+                    config.path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    // The templates are checked before anything is applied, like the mailer.
+    let mail = match mailer {
+        Some(mailer) => match Templates::load(config.language, config.templates_dir.as_deref()) {
+            Ok(templates) => Some((mailer, Arc::new(templates))),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+
     let started = Instant::now();
-    let result = reconcile(&config, common, apply, metrics.is_some()).await;
+    let result = reconcile(&config, common, apply, mail, metrics.is_some()).await;
     match (metrics, &result) {
         (Some(metrics), Ok((report, counts))) => {
             metrics.record_sync(report, started.elapsed());
@@ -368,6 +450,7 @@ async fn reconcile(
     config: &Config,
     common: &Common,
     apply: bool,
+    mail: Option<(Arc<Mailer>, Arc<Templates>)>,
     count_users: bool,
 ) -> anyhow::Result<(SyncReport, Option<BTreeMap<String, UserCounts>>)> {
     let source = GitSource::open(&config.repository)?;
@@ -398,9 +481,37 @@ async fn reconcile(
         ));
     }
 
+    let sink: Box<dyn CredentialsSink> = match (&config.credentials, mail) {
+        (CredentialsDelivery::File { directory }, _) => Box::new(FileSink::new(directory)),
+        (CredentialsDelivery::Mail, Some((mailer, templates))) => {
+            let new_users: Vec<_> = prepared
+                .plan
+                .accounts
+                .iter()
+                .filter(|account| {
+                    account
+                        .actions
+                        .iter()
+                        .any(|action| matches!(action, Action::SetInitialPassword { .. }))
+                })
+                .map(|account| account.key.clone())
+                .collect();
+            let submitters = credentials::find_submitters(
+                source.repository(),
+                prepared.head,
+                &prepared.desired,
+                &new_users,
+            );
+            Box::new(
+                MailSink::new(mailer, templates, &prepared.desired).with_submitters(submitters),
+            )
+        }
+        (CredentialsDelivery::Mail, None) => {
+            anyhow::bail!("credentials.delivery is mail, but the mailer was not set up")
+        }
+    };
     let before = std::mem::take(&mut prepared.snapshot);
-    let sink = FileSink::new(&config.credentials_dir);
-    let report = sync::apply(config, &state, &directory, &sink, prepared).await?;
+    let report = sync::apply(config, &state, &directory, sink.as_ref(), prepared).await?;
     if !count_users {
         return Ok((report, None));
     }
@@ -468,6 +579,7 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         ));
     }
 
+    let delivery = controller_delivery(&config, &metrics)?;
     let gauge_directory = LdapDirectory::connect(config.directory.clone()).await?;
     tokio::spawn(controller::gauges::run_user_gauges(
         gauge_directory,
@@ -479,12 +591,11 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     ));
 
     let directory = LdapDirectory::connect(config.directory.clone()).await?;
-    let sink = Arc::new(FileSink::new(&config.credentials_dir));
     let controllers = controller::Controllers::new(
         client,
         &namespace,
         directory,
-        sink,
+        delivery,
         controller::ControllerConfig::from_config(&config),
         leading,
     );
@@ -493,6 +604,32 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     // The election releases the lease when the stop is signalled.
     election.await.context("the leader election task failed")?;
     Ok(())
+}
+
+/// Sets up the delivery of initial passwords for the controller, checking the mail settings
+/// and templates before anything is reconciled.
+fn controller_delivery(config: &Config, metrics: &Metrics) -> anyhow::Result<Delivery> {
+    match &config.credentials {
+        CredentialsDelivery::File { directory } => {
+            Ok(Delivery::Sink(Arc::new(FileSink::new(directory))))
+        }
+        CredentialsDelivery::Mail => {
+            let settings = config.mail.as_ref().with_context(|| {
+                format!(
+                    "credentials.delivery is mail in {}, but it has no mail: section",
+                    config.path.display()
+                )
+            })?;
+            let mailer = Mailer::from_config(settings)
+                .with_context(|| format!("invalid mail settings in {}", config.path.display()))?
+                .with_metrics(metrics.clone());
+            let templates = Templates::load(config.language, config.templates_dir.as_deref())?;
+            Ok(Delivery::Mail {
+                mailer: Arc::new(mailer),
+                templates: Arc::new(templates),
+            })
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM, the signal Kubernetes sends to stop a pod.

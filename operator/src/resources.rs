@@ -48,6 +48,12 @@ pub struct SupplierSpec {
     #[schemars(email, length(max = 254))]
     pub secure_mail: String,
 
+    /// PEM of the S/MIME certificate of `secureMail`, to which credentials and reports are
+    /// encrypted. A supplier without one gets no mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20000))]
+    pub secure_mail_certificate: Option<String>,
+
     /// Name of the supplier's organisational unit, directly under the managed base.
     #[schemars(length(min = 1, max = 64))]
     pub organizational_unit: String,

@@ -524,7 +524,9 @@ async fn set_initial_password<D: Directory>(
         display_name,
         password: &password,
     };
-    sink.deliver(&credentials).map_err(|e| e.to_string())?;
+    sink.deliver(&credentials)
+        .await
+        .map_err(|e| e.to_string())?;
     directory
         .mark_credentials_delivered(dn)
         .await

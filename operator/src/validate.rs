@@ -64,7 +64,7 @@ pub enum ValidateError {
 /// One problem, located where the author can fix it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Problem {
-    /// What kind of rule: `schema`, `notice` or `signature`.
+    /// Kind of rule: `schema`, `notice`, `certificate` or `signature`.
     pub rule: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -222,6 +222,13 @@ pub fn validate(options: &ValidateOptions) -> Result<ValidateReport, ValidateErr
         }
     }
 
+    problems.extend(certificate_problems(
+        &head_state,
+        &head_files,
+        &changed,
+        options.today,
+    ));
+
     for problem in verdict.problems {
         problems.push(Problem {
             rule: "signature",
@@ -243,6 +250,52 @@ pub fn validate(options: &ValidateOptions) -> Result<ValidateReport, ValidateErr
         problems,
         plan,
     })
+}
+
+/// Checks the secure mail certificate of each changed `supplier.yaml` as sending a mail at
+/// the end of `today` (23:59:59 UTC) would, so that a reviewer does not merge a certificate
+/// that cannot be used. The end of the day accepts a certificate issued earlier today. Unchanged suppliers are not checked, so an expiring certificate does not fail
+/// unrelated pull requests.
+fn certificate_problems(
+    head_state: &DesiredState,
+    head_files: &BTreeMap<String, String>,
+    changed: &BTreeSet<String>,
+    today: NaiveDate,
+) -> Vec<Problem> {
+    const FIELD: &str = "spec.secureMailCertificate";
+    let end_of_day = today
+        .and_hms_opt(23, 59, 59)
+        .expect("23:59:59 is a valid time")
+        .and_utc();
+    let mut problems = Vec::new();
+    for (name, supplier) in &head_state.suppliers {
+        let path = format!("{}/{name}/supplier.yaml", crate::desired::SUPPLIERS_DIR);
+        if !changed.contains(&path) {
+            continue;
+        }
+        let Some(spec) = &supplier.spec else { continue };
+        let Some(pem) = &spec.secure_mail_certificate else {
+            continue;
+        };
+        let Err(problem) =
+            crate::mail::certificate::check_recipient(pem, &spec.secure_mail, end_of_day)
+        else {
+            continue;
+        };
+        problems.push(Problem {
+            rule: "certificate",
+            line: head_files
+                .get(&path)
+                .and_then(|text| field_line(text, FIELD)),
+            path: Some(path),
+            field: Some(FIELD.to_owned()),
+            message: format!("the S/MIME certificate for {} {problem}", spec.secure_mail),
+            hint: "ask the supplier for a certificate of its secureMail address that is valid, \
+                   permits encryption and lists emailProtection"
+                .to_owned(),
+        });
+    }
+    problems
 }
 
 /// Reports a username requested by a changed file that an unchanged file already requests.

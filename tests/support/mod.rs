@@ -9,3 +9,4 @@ pub mod dc;
 pub use dc::{Entry, TestDc};
 pub mod setup;
 pub mod signing;
+pub mod smtp;

@@ -193,6 +193,14 @@ impl Setup {
         std::fs::write(&self.config, yaml).unwrap();
     }
 
+    /// Rewrites the configuration to deliver credentials by mail, with `mail` as its `mail:`
+    /// section.
+    pub fn configure_mail(&self, mail: &str) {
+        let yaml = config_yaml(&self.dc, self.signatures_required, mail)
+            .replace("credentials:\n  directory: credentials\n", "");
+        std::fs::write(&self.config, yaml).unwrap();
+    }
+
     /// Runs the adgang binary with the configuration and returns its result.
     pub fn run(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().unwrap();
@@ -206,6 +214,8 @@ impl Setup {
             .env("ADGANG_CONFIG", &self.config)
             .env_remove("ADGANG_BIND_PASSWORD")
             .env_remove("ADGANG_BIND_PASSWORD_FILE")
+            .env_remove("ADGANG_SMTP_PASSWORD")
+            .env_remove("ADGANG_SMTP_PASSWORD_FILE")
             .env("ADGANG_LOG", "info");
         command
     }

@@ -49,7 +49,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::credentials::CredentialsSink;
+use crate::credentials::Delivery;
 use crate::directory::{Directory, DirectoryError};
 use crate::plan;
 use crate::resources::{Supplier, SupplierUser};
@@ -141,8 +141,8 @@ pub struct Context<D> {
     pub namespace: String,
     /// Active Directory.
     pub directory: D,
-    /// Destination of the initial passwords of new accounts.
-    pub sink: Arc<dyn CredentialsSink>,
+    /// Delivery of the initial passwords of new accounts.
+    pub delivery: Delivery,
     pub config: ControllerConfig,
     /// Every `SupplierUser` of the namespace, kept current by a reflector.
     pub users: Store<SupplierUser>,
@@ -167,7 +167,7 @@ impl<D: Directory> Context<D> {
         client: Client,
         namespace: impl Into<String>,
         directory: D,
-        sink: Arc<dyn CredentialsSink>,
+        delivery: Delivery,
         config: ControllerConfig,
         users: Store<SupplierUser>,
         suppliers: Store<Supplier>,
@@ -183,7 +183,7 @@ impl<D: Directory> Context<D> {
             client,
             namespace: namespace.into(),
             directory,
-            sink,
+            delivery,
             config,
             users,
             suppliers,
@@ -294,7 +294,7 @@ impl<D: Directory + 'static> Controllers<D> {
         client: Client,
         namespace: &str,
         directory: D,
-        sink: Arc<dyn CredentialsSink>,
+        delivery: Delivery,
         config: ControllerConfig,
         may_write: watch::Receiver<bool>,
     ) -> Self {
@@ -341,7 +341,7 @@ impl<D: Directory + 'static> Controllers<D> {
             client,
             namespace,
             directory,
-            sink,
+            delivery,
             config,
             user_store,
             supplier_store,

@@ -24,6 +24,7 @@ use super::{
     run_while_open,
 };
 use crate::calendar::Calendar;
+use crate::credentials::CredentialsSink;
 use crate::desired::{self, DesiredState, FileError};
 use crate::directory::Directory;
 use crate::expiry;
@@ -471,7 +472,10 @@ async fn apply_user<D: Directory>(
     }
 
     let (applied, failure) = match &account_plan {
-        Some(account_plan) => apply_account(ctx, &reference, account_plan).await,
+        Some(account_plan) => {
+            let sink = ctx.delivery.sink_for(&desired);
+            apply_account(ctx, &*sink, &reference, account_plan).await
+        }
         None => (0, None),
     };
     let deleted = account_plan.as_ref().is_some_and(|p| {
@@ -540,6 +544,7 @@ async fn apply_user<D: Directory>(
 /// one that failed. Returns the count applied and the failure's message.
 async fn apply_account<D: Directory>(
     ctx: &Context<D>,
+    sink: &dyn CredentialsSink,
     reference: &ObjectReference,
     account_plan: &AccountPlan,
 ) -> (usize, Option<String>) {
@@ -548,7 +553,7 @@ async fn apply_account<D: Directory>(
         accounts: vec![account_plan.clone()],
         findings: Vec::new(),
     };
-    let (applied, failures) = sync::apply_plan(&ctx.directory, &*ctx.sink, &single, 1).await;
+    let (applied, failures) = sync::apply_plan(&ctx.directory, sink, &single, 1).await;
     let zone = ctx.config.plan.time_zone;
     for action in &account_plan.actions[..applied] {
         let note = format!(
@@ -847,9 +852,10 @@ async fn apply_supplier<D: Directory>(
             .collect(),
         findings: Vec::new(),
     };
+    let sink = ctx.delivery.sink_for(&desired);
     let (_, failures) = sync::apply_plan(
         &ctx.directory,
-        &*ctx.sink,
+        &*sink,
         &supplier_part,
         ctx.config.connections,
     )

@@ -103,6 +103,39 @@ impl EncodeLabelValue for WebhookResult {
     }
 }
 
+/// Cause of an unsent secure mail, the `kind` label of `adgang_mail_failures_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum MailFailureKind {
+    /// The recipient's address or S/MIME certificate is missing or unusable.
+    Recipient,
+    /// The message could not be built, signed or encrypted.
+    Build,
+    /// The SMTP server could not be reached or did not accept the message.
+    Smtp,
+}
+
+impl MailFailureKind {
+    /// Returns the label value: `recipient`, `build` or `smtp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recipient => "recipient",
+            Self::Build => "build",
+            Self::Smtp => "smtp",
+        }
+    }
+}
+
+impl EncodeLabelValue for MailFailureKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MailFailureLabels {
+    kind: MailFailureKind,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UserLabels {
     supplier: String,
@@ -143,6 +176,8 @@ pub struct Metrics {
     last_success: Gauge,
     last_applied_commit: Family<CommitLabels, Gauge>,
     webhook_requests: Family<WebhookLabels, Counter>,
+    mail_sent: Counter,
+    mail_failures: Family<MailFailureLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -170,6 +205,8 @@ impl Metrics {
         let last_success = Gauge::default();
         let last_applied_commit = Family::<CommitLabels, Gauge>::default();
         let webhook_requests = Family::<WebhookLabels, Counter>::default();
+        let mail_sent = Counter::default();
+        let mail_failures = Family::<MailFailureLabels, Counter>::default();
 
         // Registering clones is how prometheus-client works: a metric is a handle to shared
         // atomics, so the registry encodes what the fields below update.
@@ -221,6 +258,17 @@ impl Metrics {
             "Webhook requests by source (github, gitlab) and result (accepted, ignored, rejected)",
             webhook_requests.clone(),
         );
+        registry.register(
+            "mail_sent",
+            "Secure mails that the SMTP server accepted",
+            mail_sent.clone(),
+        );
+        registry.register(
+            "mail_failures",
+            "Secure mails not sent, by kind: recipient (address or certificate), build \
+             (signing or encryption) or smtp (after every retry)",
+            mail_failures.clone(),
+        );
 
         for result in [ReconcileResult::Success, ReconcileResult::Failure] {
             drop(reconciles.get_or_create(&ReconcileLabels { result }));
@@ -234,6 +282,13 @@ impl Metrics {
                 drop(webhook_requests.get_or_create(&WebhookLabels { source, result }));
             }
         }
+        for kind in [
+            MailFailureKind::Recipient,
+            MailFailureKind::Build,
+            MailFailureKind::Smtp,
+        ] {
+            drop(mail_failures.get_or_create(&MailFailureLabels { kind }));
+        }
 
         Self {
             registry: Arc::new(registry),
@@ -246,7 +301,21 @@ impl Metrics {
             last_success,
             last_applied_commit,
             webhook_requests,
+            mail_sent,
+            mail_failures,
         }
+    }
+
+    /// Counts one secure mail that the SMTP server accepted.
+    pub fn record_mail_sent(&self) {
+        self.mail_sent.inc();
+    }
+
+    /// Counts one secure mail that was not sent.
+    pub fn record_mail_failure(&self, kind: MailFailureKind) {
+        self.mail_failures
+            .get_or_create(&MailFailureLabels { kind })
+            .inc();
     }
 
     /// Counts one reconcile and observes its duration.

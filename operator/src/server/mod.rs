@@ -26,7 +26,7 @@
 //! [`ServerConfig::max_connections`] connections are served at once, and further clients wait
 //! in the listen backlog. An oversized push is not lost: the next interval sync fetches it.
 
-mod metrics;
+pub mod metrics;
 mod readiness;
 mod report;
 mod routes;
@@ -46,7 +46,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
-pub use metrics::{CONTENT_TYPE, Metrics, ReconcileResult, WebhookResult, WebhookSource};
+pub use metrics::{
+    CONTENT_TYPE, MailFailureKind, Metrics, ReconcileResult, WebhookResult, WebhookSource,
+};
 pub use readiness::{CheckError, CheckFuture, Readiness, ReadinessCheck};
 pub use report::{ENDING_SOON_DAYS, UserCounts, count_users};
 pub use webhook::{
