@@ -491,7 +491,8 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let folder = path.parent().unwrap_or(Path::new("."));
+        let folder = config_folder(path);
+        let folder = folder.as_path();
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_owned()
@@ -695,13 +696,31 @@ impl Config {
     }
 }
 
-/// Resolves a local repository path against the configuration folder; URLs stay as they are.
+/// Returns the folder of the configuration file as an absolute path without symbolic links,
+/// so that relative paths in it, and the name of the record of the last applied commit that
+/// derives from the repository path, do not depend on how the file was named on the command
+/// line (`config.yaml`, `./config.yaml` or its absolute path).
+fn config_folder(path: &Path) -> PathBuf {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(folder)
+        .or_else(|_| std::path::absolute(folder))
+        .unwrap_or_else(|_| folder.to_owned())
+}
+
+/// Resolves a local repository path against the configuration folder, without symbolic links
+/// or `..` when the path exists; URLs stay as they are.
 fn resolve_repository_url(url: &str, folder: &Path) -> String {
-    if url.contains("://") || url.starts_with("git@") || Path::new(url).is_absolute() {
-        url.to_owned()
-    } else {
-        folder.join(url).to_string_lossy().into_owned()
+    if url.contains("://") || url.starts_with("git@") {
+        return url.to_owned();
     }
+    let path = folder.join(url);
+    std::fs::canonicalize(&path)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Chooses the credentials delivery: `credentials.delivery` when set, otherwise mail when
@@ -921,6 +940,34 @@ credentials:
         assert_eq!(config.directory.connections, 4);
         assert_eq!(config.directory.bind_password.expose(), "pw");
         assert_eq!(config.controller, ControllerSettings::default());
+    }
+
+    /// The record of the last applied commit is named after the repository path, so every
+    /// spelling of the configuration path must give the same path, or the history check
+    /// would start afresh.
+    #[test]
+    fn repository_path_same_for_every_config_spelling() {
+        let work = tempfile::tempdir().unwrap();
+        let folder = work.path().join("etc");
+        std::fs::create_dir_all(folder.join("repo")).unwrap();
+        std::os::unix::fs::symlink(&folder, work.path().join("link")).unwrap();
+        let expected = std::fs::canonicalize(folder.join("repo")).unwrap();
+
+        let spellings = [
+            folder.join("config.yaml"),
+            folder.join(".").join("config.yaml"),
+            folder.join("..").join("etc").join("config.yaml"),
+            work.path().join("link").join("config.yaml"),
+        ];
+        for path in spellings {
+            let config = Config::from_str(&path, EXAMPLE, Some("pw".into()), None).unwrap();
+            assert_eq!(
+                Path::new(&config.repository.url),
+                expected,
+                "config path {}",
+                path.display()
+            );
+        }
     }
 
     #[test]
