@@ -836,7 +836,8 @@ async fn running_controller_creates_account() {
         let _ = stopped.await;
     }));
 
-    // The user waits for the OU (5 s), so the account appears within a few reconciles.
+    // The user waits for the OU (5 s), so the account appears within a few reconciles. It
+    // is created disabled and enabled by a later action of the same reconcile.
     let mut found = Vec::new();
     for _ in 0..60 {
         found = dc.ldapsearch(
@@ -844,7 +845,7 @@ async fn running_controller_creates_account() {
             "(adminDescription=adgang:v1:omsorg-nord/lone-moeller)",
             &["userAccountControl"],
         );
-        if !found.is_empty() {
+        if found.first().is_some_and(is_enabled) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1070,7 +1071,10 @@ async fn restart_waits_for_user_list() {
     .await;
 
     let after = accounts_with_guids(&dc);
-    assert_eq!(after, before, "accounts were deleted or replaced at restart");
+    assert_eq!(
+        after, before,
+        "accounts were deleted or replaced at restart"
+    );
     let supplier_status_written = restarted.received().iter().any(|r| {
         r.method == http::Method::PATCH && r.path.ends_with("/suppliers/omsorg-nord/status")
     });
@@ -1108,7 +1112,10 @@ async fn reconcile_waits_for_initial_list() {
         reconcile_supplier(supplier, ctx.clone()),
     )
     .await;
-    assert!(waiting.is_err(), "the reconcile ran before the supplier list");
+    assert!(
+        waiting.is_err(),
+        "the reconcile ran before the supplier list"
+    );
     h.api.finish();
     assert!(h.api.events().is_empty());
     assert!(h.api.gets().is_empty());
@@ -1282,7 +1289,11 @@ async fn user_reads_current_supplier() {
     reconcile_user(user, h.ctx.clone()).await.unwrap();
     h.api.finish();
     let status = &h.api.body_of("resumed")["status"];
-    assert_eq!(condition(status, "Ready")["reason"], "Reconciled", "{status}");
+    assert_eq!(
+        condition(status, "Ready")["reason"],
+        "Reconciled",
+        "{status}"
+    );
     assert_eq!(status["expires"], day(90).to_string());
     assert_ne!(attribute_of(&h, "otto.sand", "accountExpires"), expires);
 }
@@ -1346,7 +1357,10 @@ async fn reconciles_recorded_in_metrics() {
         .expect([status_patch("drift", "supplierusers", &synced)]);
     reconcile_user(user.clone(), h.ctx.clone()).await.unwrap();
     h.api.finish();
-    assert_eq!(attribute_of(&h, "rita.skov", "displayName").as_deref(), Some("Rita Skov"));
+    assert_eq!(
+        attribute_of(&h, "rita.skov", "displayName").as_deref(),
+        Some("Rita Skov")
+    );
     let text = metrics.encode();
     assert!(text.contains("adgang_drift_corrected_total 1\n"), "{text}");
     assert!(

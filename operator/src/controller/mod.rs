@@ -11,8 +11,10 @@
 //!   gone, under the plan's mass-deletion guard. A user that waits for its OU requests this
 //!   reconcile ([`Context::request_supplier_reconcile`]).
 //!
-//! A finalizer ([`FINALIZER`]) on each `SupplierUser` deletes its account before the object
-//! goes. Status is written by server-side apply with the field manager [`FIELD_MANAGER`], and
+//! No reconcile plans before both reflector stores have finished their initial list
+//! ([`Context::wait_for_stores`]). A finalizer ([`FINALIZER`]) on each `SupplierUser`
+//! deletes its account before the object goes, under the same mass-deletion guard, which
+//! [`ALLOW_MASS_DELETION_ANNOTATION`] on the `Supplier` lifts. Status is written by server-side apply with the field manager [`FIELD_MANAGER`], and
 //! only when it differs from what the object holds. Watch events pass [`reconcile_trigger`],
 //! which ignores status-only changes, so a status write never starts another reconcile.
 //!
@@ -40,8 +42,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -78,6 +80,9 @@ pub const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceacco
 
 /// Wait before a reconcile that found the write gate closed tries again.
 pub const STANDBY_RETRY: Duration = Duration::from_secs(15);
+
+/// Time between two checks whether the reflector stores have finished their initial list.
+const STORE_READY_POLL: Duration = Duration::from_millis(100);
 
 /// First wait after a failed reconcile; it doubles with each failure in a row.
 pub const BACKOFF_START: Duration = Duration::from_secs(5);
@@ -232,16 +237,25 @@ impl<D: Directory> Context<D> {
     /// store can lack objects that exist, and a plan made from it would delete their
     /// accounts.
     pub async fn wait_for_stores(&self) -> Result<(), ControllerError> {
-        self.users
-            .wait_until_ready()
-            .await
-            .map_err(|_| ControllerError::StoreNotReady {
-                kind: "SupplierUser",
-            })?;
-        self.suppliers
-            .wait_until_ready()
-            .await
-            .map_err(|_| ControllerError::StoreNotReady { kind: "Supplier" })
+        // `Store::wait_until_ready` of kube-runtime 5.0 wakes only the task that polled it
+        // last, so concurrent reconciles could wait forever. Each one checks without waiting
+        // and sleeps between checks instead.
+        loop {
+            let users = self.users.wait_until_ready().now_or_never();
+            let suppliers = self.suppliers.wait_until_ready().now_or_never();
+            match (users, suppliers) {
+                (Some(Err(_)), _) => {
+                    return Err(ControllerError::StoreNotReady {
+                        kind: "SupplierUser",
+                    });
+                }
+                (_, Some(Err(_))) => {
+                    return Err(ControllerError::StoreNotReady { kind: "Supplier" });
+                }
+                (Some(Ok(())), Some(Ok(()))) => return Ok(()),
+                _ => tokio::time::sleep(STORE_READY_POLL).await,
+            }
+        }
     }
 
     /// Requests a reconcile of `supplier`, such as when a user waits for its OU. A supplier
