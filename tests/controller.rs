@@ -1384,3 +1384,58 @@ async fn reconciles_recorded_in_metrics() {
     );
     assert!(text.contains("adgang_reconcile_errors_total 1\n"), "{text}");
 }
+
+/// Adds an ACE to the managed base that denies the bind account (the domain Administrator)
+/// the creation of child objects, so that creating an OU fails in AD.
+fn deny_create_child(dc: &TestDc) {
+    let output = std::process::Command::new("samba-tool")
+        .args(["dsacl", "set", "-s"])
+        .arg(dc.dir.join("etc/smb.conf"))
+        .arg("-H")
+        .arg(dc.dir.join("private/sam.ldb"))
+        .arg(format!("--objectdn={}", dc.managed_base))
+        .arg("--sddl=(D;;CC;;;LA)")
+        .output()
+        .expect("samba-tool runs");
+    assert!(
+        output.status.success(),
+        "samba-tool dsacl set failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A Supplier reconcile whose OU creation keeps failing publishes its `ApplyFailed` event
+/// once, not once per retry.
+#[tokio::test]
+async fn repeated_apply_failure_one_event() {
+    let mut h = Harness::start().await;
+    h.put_user(&user_object("sofie-lund", "Sofie", "Lund"));
+    deny_create_child(&h.dc);
+    let mut supplier = supplier_object(false);
+    let object = h.put_supplier(&supplier);
+    h.api
+        .expect([status_patch("failed", "suppliers", &supplier)]);
+    let error = reconcile_supplier(object, h.ctx.clone())
+        .await
+        .expect_err("creating the OU is denied");
+    h.api.finish();
+    assert!(
+        matches!(error, ControllerError::ActionFailed { .. }),
+        "{error:?}"
+    );
+    let status = h.api.body_of("failed")["status"].clone();
+    assert_eq!(condition(&status, "Ready")["reason"], "ApplyFailed");
+    assert_eq!(h.api.event_reasons(), ["ApplyFailed"]);
+    h.api.clear();
+
+    // The retry fails the same way: the status already says so, so nothing is written to
+    // the API server and no second event is published.
+    supplier["status"] = status;
+    let object = h.put_supplier(&supplier);
+    reconcile_supplier(object, h.ctx.clone())
+        .await
+        .expect_err("creating the OU is still denied");
+    h.api.finish();
+    assert!(h.api.requests().is_empty());
+    assert!(h.api.events().is_empty(), "{:?}", h.api.event_reasons());
+}
