@@ -4,9 +4,9 @@
 //! Each [`Step`] expects one request (method and path) in order and returns its reply.
 //! Events (`POST .../events`) are not part of the order, because how many a reconcile
 //! publishes depends on what it applied: each is accepted with 201 and recorded for the test
-//! to check. A `GET` of one object that matches no step is answered from the objects that
-//! the test put with [`ApiServer::put_object`], or with 404 Not Found, and recorded; a
-//! reconcile reads its Supplier so, and the test decides what the server holds. Any other
+//! to check. A `GET` of one object that matches no step returns the object that the test
+//! put with [`ApiServer::put_object`], or 404 Not Found, and is recorded. A reconcile reads
+//! its Supplier this way, so the test decides what the server contains. Any other
 //! request that matches no step gets a 500 reply with a `Status` object and is recorded as
 //! unexpected; [`ApiServer::finish`] fails the test on any unexpected request or unused step.
 
@@ -54,7 +54,7 @@ struct State {
     unexpected: Vec<String>,
     /// Objects served to a `GET` outside the steps, by path.
     objects: HashMap<String, Value>,
-    /// Paths of the `GET` requests answered from `objects` or with 404.
+    /// Paths of the `GET` requests served from `objects` or with 404.
     gets: Vec<String>,
 }
 
@@ -179,7 +179,7 @@ impl ApiServer {
             .insert(path, object.clone());
     }
 
-    /// Returns the paths of the `GET` requests that were answered outside the steps.
+    /// Returns the paths of the `GET` requests that were served outside the steps.
     pub fn gets(&self) -> Vec<String> {
         self.state.lock().unwrap().gets.clone()
     }
@@ -211,7 +211,7 @@ impl ApiServer {
         self.state.lock().unwrap().events.clone()
     }
 
-    /// Forgets the events, matched requests and answered `GET` requests, keeping the
+    /// Forgets the events, matched requests and served `GET` requests, keeping the
     /// remaining steps and the served objects.
     pub fn clear(&self) {
         let mut state = self.state.lock().unwrap();

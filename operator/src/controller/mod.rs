@@ -120,7 +120,7 @@ pub enum ControllerError {
         message: String,
     },
     /// The finalizer kept an account because too many objects of its supplier are being
-    /// deleted at once. The status and an event say how to lift the guard.
+    /// deleted at once. The status and an event name the annotation that lifts the guard.
     #[error("{object}: {message}")]
     MassDeletionBlocked {
         /// `SupplierUser namespace/name`.
