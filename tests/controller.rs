@@ -64,8 +64,16 @@ impl Harness {
         .unwrap_or_else(|e| panic!("connect to {}: {e}", dc.url));
 
         let api = ApiServer::new();
-        let (user_store, users) = reflector::store();
-        let (supplier_store, suppliers) = reflector::store();
+        let (user_store, mut users) = reflector::store();
+        let (supplier_store, mut suppliers) = reflector::store();
+        // An empty initial list, as a reflector reports it, makes both stores ready; the
+        // tests then add objects as watch events.
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            users.apply_watcher_event(&event);
+        }
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            suppliers.apply_watcher_event(&event);
+        }
         let credentials = tempfile::tempdir().unwrap();
 
         let config = ControllerConfig {
@@ -107,11 +115,30 @@ impl Harness {
         Arc::new(user)
     }
 
+    /// Puts the supplier in the store and on the API server.
     fn put_supplier(&mut self, object: &Value) -> Arc<Supplier> {
         let supplier: Supplier = serde_json::from_value(object.clone()).unwrap();
         self.suppliers
             .apply_watcher_event(&watcher::Event::Apply(supplier.clone()));
+        self.api.put_object("suppliers", object);
         Arc::new(supplier)
+    }
+
+    /// Creates the accounts of `objects` through the Supplier and user reconciles.
+    async fn create_accounts(&mut self, objects: &[Value]) -> Vec<Arc<SupplierUser>> {
+        self.put_supplier(&supplier_object(false));
+        let users: Vec<Arc<SupplierUser>> = objects.iter().map(|o| self.put_user(o)).collect();
+        create_organizational_unit(self).await;
+        for (object, user) in objects.iter().zip(&users) {
+            self.api
+                .expect([status_patch("status", "supplierusers", object)]);
+            reconcile_user(user.clone(), self.ctx.clone())
+                .await
+                .unwrap();
+            self.api.finish();
+            self.api.clear();
+        }
+        users
     }
 
     /// Returns the accounts under the managed base with their usernames.
@@ -809,7 +836,8 @@ async fn running_controller_creates_account() {
         let _ = stopped.await;
     }));
 
-    // The user waits for the OU (5 s), so the account appears within a few reconciles.
+    // The user waits for the OU (5 s), so the account appears within a few reconciles. It
+    // is created disabled and enabled by a later action of the same reconcile.
     let mut found = Vec::new();
     for _ in 0..60 {
         found = dc.ldapsearch(
@@ -817,7 +845,7 @@ async fn running_controller_creates_account() {
             "(adminDescription=adgang:v1:omsorg-nord/lone-moeller)",
             &["userAccountControl"],
         );
-        if !found.is_empty() {
+        if found.first().is_some_and(is_enabled) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -904,4 +932,510 @@ async fn expiring_then_expired_deleted() {
     assert_eq!(condition(&status, "Expiring")["status"], "False");
     assert_eq!(h.api.event_reasons(), ["Deleted"]);
     assert!(h.account("mads.winther").is_none(), "account deleted");
+}
+
+/// Connects to the DC as the controller does.
+async fn connect_directory(dc: &TestDc) -> LdapDirectory {
+    LdapDirectory::connect(DirectorySettings {
+        url: dc.url.clone(),
+        ca_file: dc.ca_file.clone(),
+        bind_dn: dc.bind_dn.clone(),
+        bind_password: Secret::new(dc.bind_password.clone()),
+        managed_base: dc.managed_base.clone(),
+        domain_base: dc.base_dn.clone(),
+        upn_suffix: "adgang.test".to_owned(),
+        connections: 2,
+        timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("connect to {}: {e}", dc.url))
+}
+
+/// Runs both controllers against `api` until `done` returns true or `limit` passes, then
+/// stops them.
+async fn run_controllers(
+    dc: &TestDc,
+    api: &LiveApiServer,
+    credentials: &std::path::Path,
+    limit: Duration,
+    done: impl Fn() -> bool,
+) {
+    let config = ControllerConfig {
+        plan: Settings {
+            managed_base: dc.managed_base.clone(),
+            upn_suffix: "adgang.test".to_owned(),
+            time_zone: Copenhagen,
+            grace_days: 0,
+            guard: DeletionGuard::default(),
+        },
+        resync_interval: RESYNC,
+        connections: 2,
+    };
+    let (_gate, may_write) = watch::channel(true);
+    let controllers = Controllers::new(
+        api.client(),
+        NAMESPACE,
+        connect_directory(dc).await,
+        Delivery::Sink(Arc::new(FileSink::new(credentials))),
+        config,
+        may_write,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controllers.run(async {
+        let _ = stopped.await;
+    }));
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit && !done() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the controller stops on shutdown")
+        .unwrap();
+}
+
+/// Returns `username objectGUID` of each managed account, sorted.
+fn accounts_with_guids(dc: &TestDc) -> Vec<String> {
+    let mut accounts: Vec<String> = dc
+        .ldapsearch(
+            &dc.managed_base,
+            "(&(objectClass=user)(adminDescription=adgang:v1:*))",
+            &["sAMAccountName", "objectGUID"],
+        )
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.first("sAMAccountName").unwrap_or_default(),
+                e.first("objectGUID").unwrap_or_default()
+            )
+        })
+        .collect();
+    accounts.sort();
+    accounts
+}
+
+/// Returns the value of `attribute` of the account `username`.
+fn attribute_of(h: &Harness, username: &str, attribute: &str) -> Option<String> {
+    h.dc.ldapsearch(
+        &h.dc.managed_base,
+        &format!("(sAMAccountName={username})"),
+        &[attribute],
+    )
+    .first()
+    .and_then(|e| e.first(attribute).map(str::to_owned))
+}
+
+/// At a restart, the Supplier reconcile must not plan before the SupplierUser list has
+/// arrived: an empty store would make every account look like one without its object.
+#[tokio::test]
+async fn restart_waits_for_user_list() {
+    let dc = TestDc::start();
+    let credentials = tempfile::tempdir().unwrap();
+    let users = vec![
+        user_object("lone-moeller", "Lone", "Møller"),
+        user_object("ole-dam", "Ole", "Dam"),
+    ];
+
+    let first = LiveApiServer::default();
+    first.serve("suppliers", "Supplier", vec![supplier_object(false)]);
+    first.serve("supplierusers", "SupplierUser", users.clone());
+    run_controllers(
+        &dc,
+        &first,
+        credentials.path(),
+        Duration::from_secs(60),
+        || accounts_with_guids(&dc).len() == 2,
+    )
+    .await;
+    let before = accounts_with_guids(&dc);
+    assert_eq!(before.len(), 2, "setup: accounts not created: {before:?}");
+
+    // The restart: the same objects, but the SupplierUser list takes 5 s to arrive.
+    let restarted = LiveApiServer::default();
+    restarted.serve("suppliers", "Supplier", vec![supplier_object(false)]);
+    restarted.serve_slowly(
+        "supplierusers",
+        "SupplierUser",
+        users,
+        Duration::from_secs(5),
+    );
+    run_controllers(
+        &dc,
+        &restarted,
+        credentials.path(),
+        Duration::from_secs(10),
+        || false,
+    )
+    .await;
+
+    let after = accounts_with_guids(&dc);
+    assert_eq!(
+        after, before,
+        "accounts were deleted or replaced at restart"
+    );
+    let supplier_status_written = restarted.received().iter().any(|r| {
+        r.method == http::Method::PATCH && r.path.ends_with("/suppliers/omsorg-nord/status")
+    });
+    assert!(
+        supplier_status_written,
+        "the Supplier reconcile did not run after the list"
+    );
+}
+
+/// Reconciles do not start before both stores have finished their initial list.
+#[tokio::test]
+async fn reconcile_waits_for_initial_list() {
+    let mut h = Harness::start().await;
+    let (user_store, mut user_writer) = reflector::store::<SupplierUser>();
+    let (supplier_store, _supplier_writer) = reflector::store::<Supplier>();
+    let ctx = Arc::new(Context::new(
+        h.api.client(),
+        NAMESPACE,
+        connect_directory(&h.dc).await,
+        Delivery::Sink(Arc::new(FileSink::new(h._credentials.path()))),
+        h.ctx.config.clone(),
+        user_store,
+        supplier_store,
+        watch::channel(true).1,
+    ));
+    let supplier = h.put_supplier(&supplier_object(false));
+
+    // Only the user store is ready, so the Supplier reconcile waits without a request to
+    // AD or the API server.
+    for event in [watcher::Event::Init, watcher::Event::InitDone] {
+        user_writer.apply_watcher_event(&event);
+    }
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(2),
+        reconcile_supplier(supplier, ctx.clone()),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the reconcile ran before the supplier list"
+    );
+    h.api.finish();
+    assert!(h.api.events().is_empty());
+    assert!(h.api.gets().is_empty());
+}
+
+/// Deleting many objects of one supplier at once (`kubectl delete supplieruser --all`, a
+/// deleted namespace or CRD) keeps their accounts until an annotation on the Supplier lifts
+/// the guard.
+#[tokio::test]
+async fn finalizer_guards_mass_deletion() {
+    let mut h = Harness::start().await;
+    let people = [
+        ("hanne-dahl", "Hanne", "Dahl"),
+        ("ib-frost", "Ib", "Frost"),
+        ("jens-kock", "Jens", "Kock"),
+        ("karen-lind", "Karen", "Lind"),
+    ];
+    let objects: Vec<Value> = people
+        .iter()
+        .map(|(name, given, surname)| user_object(name, given, surname))
+        .collect();
+    h.create_accounts(&objects).await;
+    assert_eq!(h.usernames().len(), 4);
+
+    // All four objects are being deleted: the first keeps its account and its finalizer.
+    let deleting: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut object = object.clone();
+            object["metadata"]["deletionTimestamp"] = json!("2026-12-04T10:00:00Z");
+            object["metadata"]["generation"] = json!(2);
+            object
+        })
+        .collect();
+    let users: Vec<Arc<SupplierUser>> = deleting.iter().map(|o| h.put_user(o)).collect();
+    h.api
+        .expect([status_patch("blocked", "supplierusers", &deleting[0])]);
+    let error = reconcile_user(users[0].clone(), h.ctx.clone())
+        .await
+        .expect_err("the guard keeps the account");
+    h.api.finish();
+    assert!(
+        matches!(error, ControllerError::MassDeletionBlocked { .. }),
+        "{error:?}"
+    );
+    assert_eq!(h.usernames().len(), 4, "the guard keeps every account");
+    let status = &h.api.body_of("blocked")["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "MassDeletionBlocked");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("adgang.example.org/allow-mass-deletion"),
+        "{message}"
+    );
+    assert_eq!(h.api.event_reasons(), ["MassDeletionBlocked"]);
+    let wait = error_policy(users[0].clone(), &error, h.ctx.clone());
+    assert_eq!(wait, Action::requeue(controller::BACKOFF_START));
+    h.api.clear();
+
+    // The annotation on the Supplier lifts the guard: the account goes and the object is
+    // released.
+    let mut allowed = supplier_object(false);
+    allowed["metadata"]["annotations"] =
+        json!({controller::ALLOW_MASS_DELETION_ANNOTATION: "true"});
+    h.put_supplier(&allowed);
+    let mut released = deleting[0].clone();
+    released["metadata"]["finalizers"] = json!([]);
+    h.api.expect([finalizer_patch(
+        "remove finalizer",
+        "supplierusers",
+        &released,
+    )]);
+    let action = reconcile_user(users[0].clone(), h.ctx.clone())
+        .await
+        .unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::await_change());
+    assert!(h.account("hanne.dahl").is_none(), "account deleted");
+    assert_eq!(h.api.event_reasons(), ["Deleted"]);
+    h.api.clear();
+
+    // Without the annotation, an object whose account is already gone is still released at
+    // once, while the other three stay guarded.
+    h.put_supplier(&supplier_object(false));
+    h.api.expect([finalizer_patch(
+        "release without account",
+        "supplierusers",
+        &released,
+    )]);
+    let action = reconcile_user(users[0].clone(), h.ctx.clone())
+        .await
+        .unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::await_change());
+    assert!(h.api.events().is_empty());
+    assert_eq!(h.usernames().len(), 3);
+}
+
+/// A user waiting for the OU of a supplier whose reconcile failed waits as long as the
+/// supplier's backoff and requests no extra Supplier reconcile.
+#[tokio::test]
+async fn waiting_user_follows_supplier_backoff() {
+    let mut h = Harness::start().await;
+    let supplier = h.put_supplier(&supplier_object(false));
+    let object = user_object("nina-bak", "Nina", "Bak");
+    let user = h.put_user(&object);
+    let mut requests = h.ctx.take_supplier_requests().unwrap();
+
+    // Two failed Supplier reconciles in a row: the retry after the second comes in 10 s,
+    // and the next backoff is 20 s.
+    let error = ControllerError::ActionFailed {
+        object: "Supplier adgang/omsorg-nord".to_owned(),
+        message: "failed to create the OU".to_owned(),
+    };
+    error_policy(supplier.clone(), &error, h.ctx.clone());
+    error_policy(supplier, &error, h.ctx.clone());
+
+    h.api
+        .expect([status_patch("waiting", "supplierusers", &object)]);
+    let action = reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(action, Action::requeue(Duration::from_secs(20)));
+    let status = &h.api.body_of("waiting")["status"];
+    assert_eq!(
+        condition(status, "Ready")["reason"],
+        "OrganizationalUnitMissing"
+    );
+    assert!(
+        requests.try_recv().is_err(),
+        "the supplier's own retry is already scheduled"
+    );
+}
+
+/// The store can still hold a supplier from before it was suspended or resumed, so the
+/// user reconcile decides on the Supplier that the API server returns.
+#[tokio::test]
+async fn user_reads_current_supplier() {
+    let mut h = Harness::start().await;
+    let object = user_object("otto-sand", "Otto", "Sand");
+    h.create_accounts(std::slice::from_ref(&object)).await;
+    let expires = attribute_of(&h, "otto.sand", "accountExpires");
+
+    // Suspended on the API server but not yet in the store: AD is not written.
+    let mut changed = object.clone();
+    changed["metadata"]["generation"] = json!(2);
+    changed["spec"]["validUntil"] = json!(day(90).to_string());
+    let user = h.put_user(&changed);
+    h.api.put_object("suppliers", &supplier_object(true));
+    h.api
+        .expect([status_patch("suspended", "supplierusers", &changed)]);
+    reconcile_user(user.clone(), h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    let status = &h.api.body_of("suspended")["status"];
+    assert_eq!(condition(status, "Ready")["reason"], "SupplierSuspended");
+    assert_eq!(
+        attribute_of(&h, "otto.sand", "accountExpires"),
+        expires,
+        "AD was written for a suspended supplier"
+    );
+    h.api.clear();
+
+    // Resumed on the API server while the store still holds the suspended supplier: the
+    // change is applied at once.
+    let suspended: Supplier = serde_json::from_value(supplier_object(true)).unwrap();
+    h.suppliers
+        .apply_watcher_event(&watcher::Event::Apply(suspended));
+    h.api.put_object("suppliers", &supplier_object(false));
+    h.api
+        .expect([status_patch("resumed", "supplierusers", &changed)]);
+    reconcile_user(user, h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    let status = &h.api.body_of("resumed")["status"];
+    assert_eq!(
+        condition(status, "Ready")["reason"],
+        "Reconciled",
+        "{status}"
+    );
+    assert_eq!(status["expires"], day(90).to_string());
+    assert_ne!(attribute_of(&h, "otto.sand", "accountExpires"), expires);
+}
+
+/// The failure count of an object goes when the object leaves the store.
+#[tokio::test]
+async fn failure_count_removed_with_object() {
+    let mut h = Harness::start().await;
+    h.put_supplier(&supplier_object(false));
+    let gone = h.put_user(&user_object("per-ravn", "Per", "Ravn"));
+    let error = ControllerError::ActionFailed {
+        object: "SupplierUser adgang/per-ravn".to_owned(),
+        message: "failed to create the account".to_owned(),
+    };
+    error_policy(gone.clone(), &error, h.ctx.clone());
+    assert_eq!(h.ctx.failure_count("SupplierUser adgang/per-ravn"), 1);
+
+    h.users
+        .apply_watcher_event(&watcher::Event::Delete((*gone).clone()));
+    h.ctx.record_success("SupplierUser adgang/other");
+    assert_eq!(h.ctx.failure_count("SupplierUser adgang/per-ravn"), 0);
+}
+
+/// Reconciles record their count, result, duration, errors and corrected drift.
+#[tokio::test]
+async fn reconciles_recorded_in_metrics() {
+    let mut h = Harness::start().await;
+    let metrics = adgang::server::Metrics::new();
+    h.ctx.set_metrics(metrics.clone());
+    let object = user_object("rita-skov", "Rita", "Skov");
+    h.create_accounts(std::slice::from_ref(&object)).await;
+
+    // One Supplier and one user reconcile so far, both successful.
+    let text = metrics.encode();
+    assert!(
+        text.contains("adgang_reconcile_total{result=\"success\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("adgang_reconcile_duration_seconds_count 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("adgang_drift_corrected_total 0\n"), "{text}");
+
+    // A change by hand in AD to an account whose spec was applied unchanged is drift.
+    let mut synced = object.clone();
+    synced["status"] = json!({
+        "observedGeneration": 1,
+        "phase": "Active",
+        "conditions": [{
+            "type": "Synced", "status": "True", "reason": "Applied", "message": "applied",
+            "observedGeneration": 1, "lastTransitionTime": "2026-12-04T10:00:00Z"
+        }]
+    });
+    let user = h.put_user(&synced);
+    let dn = attribute_of(&h, "rita.skov", "distinguishedName").unwrap();
+    h.dc.ldapmodify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: displayName\ndisplayName: R. Skov\n"
+    ));
+    h.api
+        .expect([status_patch("drift", "supplierusers", &synced)]);
+    reconcile_user(user.clone(), h.ctx.clone()).await.unwrap();
+    h.api.finish();
+    assert_eq!(
+        attribute_of(&h, "rita.skov", "displayName").as_deref(),
+        Some("Rita Skov")
+    );
+    let text = metrics.encode();
+    assert!(text.contains("adgang_drift_corrected_total 1\n"), "{text}");
+    assert!(
+        text.contains("adgang_reconcile_total{result=\"success\"} 3\n"),
+        "{text}"
+    );
+    h.api.clear();
+
+    // A failed reconcile counts as a failure and an error.
+    h.dc.stop();
+    h.api
+        .expect([status_patch("down", "supplierusers", &synced)]);
+    reconcile_user(user, h.ctx.clone())
+        .await
+        .expect_err("AD is down");
+    h.api.finish();
+    let text = metrics.encode();
+    assert!(
+        text.contains("adgang_reconcile_total{result=\"failure\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("adgang_reconcile_errors_total 1\n"), "{text}");
+}
+
+/// Adds an ACE to the managed base that denies the bind account (the domain Administrator)
+/// the creation of child objects, so that creating an OU fails in AD.
+fn deny_create_child(dc: &TestDc) {
+    let output = std::process::Command::new("samba-tool")
+        .args(["dsacl", "set", "-s"])
+        .arg(dc.dir.join("etc/smb.conf"))
+        .arg("-H")
+        .arg(dc.dir.join("private/sam.ldb"))
+        .arg(format!("--objectdn={}", dc.managed_base))
+        .arg("--sddl=(D;;CC;;;LA)")
+        .output()
+        .expect("samba-tool runs");
+    assert!(
+        output.status.success(),
+        "samba-tool dsacl set failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A Supplier reconcile whose OU creation keeps failing publishes its `ApplyFailed` event
+/// once, not once per retry.
+#[tokio::test]
+async fn repeated_apply_failure_one_event() {
+    let mut h = Harness::start().await;
+    h.put_user(&user_object("sofie-lund", "Sofie", "Lund"));
+    deny_create_child(&h.dc);
+    let mut supplier = supplier_object(false);
+    let object = h.put_supplier(&supplier);
+    h.api
+        .expect([status_patch("failed", "suppliers", &supplier)]);
+    let error = reconcile_supplier(object, h.ctx.clone())
+        .await
+        .expect_err("creating the OU is denied");
+    h.api.finish();
+    assert!(
+        matches!(error, ControllerError::ActionFailed { .. }),
+        "{error:?}"
+    );
+    let status = h.api.body_of("failed")["status"].clone();
+    assert_eq!(condition(&status, "Ready")["reason"], "ApplyFailed");
+    assert_eq!(h.api.event_reasons(), ["ApplyFailed"]);
+    h.api.clear();
+
+    // The retry fails the same way: the status already says so, so nothing is written to
+    // the API server and no second event is published.
+    supplier["status"] = status;
+    let object = h.put_supplier(&supplier);
+    reconcile_supplier(object, h.ctx.clone())
+        .await
+        .expect_err("creating the OU is still denied");
+    h.api.finish();
+    assert!(h.api.requests().is_empty());
+    assert!(h.api.events().is_empty(), "{:?}", h.api.event_reasons());
 }

@@ -580,6 +580,7 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     }
 
     let delivery = controller_delivery(&config, &metrics)?;
+    let reconcile_metrics = metrics.clone();
     let gauge_directory = LdapDirectory::connect(config.directory.clone()).await?;
     tokio::spawn(controller::gauges::run_user_gauges(
         gauge_directory,
@@ -599,6 +600,7 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         controller::ControllerConfig::from_config(&config),
         leading,
     );
+    controllers.context.set_metrics(reconcile_metrics);
     controllers.run(stopping()).await;
 
     // The election releases the lease when the stop is signalled.

@@ -4,11 +4,13 @@
 //! Each [`Step`] expects one request (method and path) in order and returns its reply.
 //! Events (`POST .../events`) are not part of the order, because how many a reconcile
 //! publishes depends on what it applied: each is accepted with 201 and recorded for the test
-//! to check. A request that matches no step gets a 500 reply with a `Status` object and is
-//! recorded as unexpected; [`ApiServer::finish`] fails the test on any unexpected request
-//! or unused step.
+//! to check. A `GET` of one object that matches no step returns the object that the test
+//! put with [`ApiServer::put_object`], or 404 Not Found, and is recorded. A reconcile reads
+//! its Supplier this way, so the test decides what the server contains. Any other
+//! request that matches no step gets a 500 reply with a `Status` object and is recorded as
+//! unexpected; [`ApiServer::finish`] fails the test on any unexpected request or unused step.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +52,10 @@ struct State {
     requests: Vec<(&'static str, Received)>,
     events: Vec<Value>,
     unexpected: Vec<String>,
+    /// Objects served to a `GET` outside the steps, by path.
+    objects: HashMap<String, Value>,
+    /// Paths of the `GET` requests served from `objects` or with 404.
+    gets: Vec<String>,
 }
 
 /// The scripted server. Clones share the scenario.
@@ -111,6 +117,20 @@ impl ApiServer {
             .steps
             .front()
             .is_some_and(|s| s.method == received.method && s.path == received.path);
+        if !matches && received.method == Method::GET && !received.query.contains("watch") {
+            state.gets.push(received.path.clone());
+            return match state.objects.get(&received.path) {
+                Some(object) => reply(StatusCode::OK, object),
+                None => {
+                    let status = json!({
+                        "kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "message": format!("{} not found", received.path),
+                        "reason": "NotFound", "code": 404
+                    });
+                    reply(StatusCode::NOT_FOUND, &status)
+                }
+            };
+        }
         if !matches {
             let expected = state
                 .steps
@@ -147,6 +167,23 @@ impl ApiServer {
         response
     }
 
+    /// Serves `object` of the collection `plural` to a `GET` outside the steps, replacing
+    /// what that path served before.
+    pub fn put_object(&self, plural: &str, object: &Value) {
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let path = object_path(plural, name);
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(path, object.clone());
+    }
+
+    /// Returns the paths of the `GET` requests that were served outside the steps.
+    pub fn gets(&self) -> Vec<String> {
+        self.state.lock().unwrap().gets.clone()
+    }
+
     /// Returns the requests that matched steps, with the names of the steps.
     pub fn requests(&self) -> Vec<(&'static str, Received)> {
         self.state.lock().unwrap().requests.clone()
@@ -174,11 +211,13 @@ impl ApiServer {
         self.state.lock().unwrap().events.clone()
     }
 
-    /// Forgets the events and matched requests, keeping the remaining steps.
+    /// Forgets the events, matched requests and served `GET` requests, keeping the
+    /// remaining steps and the served objects.
     pub fn clear(&self) {
         let mut state = self.state.lock().unwrap();
         state.events.clear();
         state.requests.clear();
+        state.gets.clear();
     }
 
     /// Fails when a request matched no step or a step was not used.
@@ -229,16 +268,18 @@ pub fn finalizer_patch(name: &'static str, plural: &str, after: &Value) -> Step 
     }
 }
 
-/// One served collection: its path, the kind of its list, and its objects.
-type Collection = (String, String, Vec<Value>);
+/// One served collection: its path, the kind of its list, its objects, and the delay before
+/// a list of it is answered.
+type Collection = (String, String, Vec<Value>, std::time::Duration);
 
 /// A stand-in for the API server that serves a fixed set of objects to the controllers'
 /// watches, for a test of the running controller rather than of one reconcile.
 ///
-/// A list returns the objects of its collection. A watch is held open for a minute and then
-/// ends without events, as a real watch ends at its timeout. A status patch returns the object
-/// with the patched status, a JSON patch returns the object unchanged, and an event is
-/// accepted. Every request is recorded.
+/// A list returns the objects of its collection, after the collection's delay. A watch is
+/// held open for a minute and then ends without events, as a real watch ends at its timeout.
+/// A `GET` of one object returns it. A status patch returns the object with the patched
+/// status, a JSON patch returns the object unchanged, and an event is accepted. Every request
+/// is recorded.
 #[derive(Clone, Default)]
 pub struct LiveApiServer {
     collections: Arc<Mutex<Vec<Collection>>>,
@@ -248,11 +289,23 @@ pub struct LiveApiServer {
 impl LiveApiServer {
     /// Serves `items` at the collection `plural` of namespace `adgang`, as a list of `kind`.
     pub fn serve(&self, plural: &str, kind: &str, items: Vec<Value>) {
+        self.serve_slowly(plural, kind, items, std::time::Duration::ZERO);
+    }
+
+    /// Serves `items` like [`LiveApiServer::serve`], but answers each list after `delay`, as
+    /// a busy API server can answer a large list.
+    pub fn serve_slowly(
+        &self,
+        plural: &str,
+        kind: &str,
+        items: Vec<Value>,
+        delay: std::time::Duration,
+    ) {
         let path = format!("/apis/adgang.example.org/v1alpha1/namespaces/adgang/{plural}");
         self.collections
             .lock()
             .unwrap()
-            .push((path, format!("{kind}List"), items));
+            .push((path, format!("{kind}List"), items, delay));
     }
 
     /// Returns a client whose requests go to this server.
@@ -289,12 +342,13 @@ impl LiveApiServer {
             return reply(StatusCode::CREATED, &received.body);
         }
         let collections = self.collections.lock().unwrap().clone();
-        for (path, list_kind, items) in collections {
+        for (path, list_kind, items, delay) in collections {
             if received.method == Method::GET && received.path == path {
                 if received.query.contains("watch=true") {
                     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                     return reply_text(StatusCode::OK, "");
                 }
+                tokio::time::sleep(delay).await;
                 let list = json!({
                     "kind": list_kind,
                     "apiVersion": "adgang.example.org/v1alpha1",
@@ -306,6 +360,9 @@ impl LiveApiServer {
             for item in &items {
                 let name = item["metadata"]["name"].as_str().unwrap_or_default();
                 let object_path = format!("{path}/{name}");
+                if received.method == Method::GET && received.path == object_path {
+                    return reply(StatusCode::OK, item);
+                }
                 if received.method == Method::PATCH && received.path == object_path {
                     return reply(StatusCode::OK, item);
                 }

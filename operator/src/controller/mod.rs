@@ -11,8 +11,10 @@
 //!   gone, under the plan's mass-deletion guard. A user that waits for its OU requests this
 //!   reconcile ([`Context::request_supplier_reconcile`]).
 //!
-//! A finalizer ([`FINALIZER`]) on each `SupplierUser` deletes its account before the object
-//! goes. Status is written by server-side apply with the field manager [`FIELD_MANAGER`], and
+//! No reconcile plans before both reflector stores have finished their initial list
+//! ([`Context::wait_for_stores`]). A finalizer ([`FINALIZER`]) on each `SupplierUser`
+//! deletes its account before the object goes, under the same mass-deletion guard, which
+//! [`ALLOW_MASS_DELETION_ANNOTATION`] on the `Supplier` lifts. Status is written by server-side apply with the field manager [`FIELD_MANAGER`], and
 //! only when it differs from what the object holds. Watch events pass [`reconcile_trigger`],
 //! which ignores status-only changes, so a status write never starts another reconcile.
 //!
@@ -37,11 +39,11 @@ pub mod status;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -53,6 +55,7 @@ use crate::credentials::Delivery;
 use crate::directory::{Directory, DirectoryError};
 use crate::plan;
 use crate::resources::{Supplier, SupplierUser};
+use crate::server::Metrics;
 
 pub use reconcile::{error_policy, reconcile_supplier, reconcile_user};
 
@@ -65,6 +68,10 @@ pub const FIELD_MANAGER: &str = "adgang-controller";
 /// Annotation that the git source sets on the objects it applies: the commit they came from.
 pub const COMMIT_ANNOTATION: &str = "adgang.example.org/commit";
 
+/// Annotation on a `Supplier` that lifts the mass-deletion guard for its accounts while its
+/// value is `"true"`, both for the finalizer and for the deletion of accounts without object.
+pub const ALLOW_MASS_DELETION_ANNOTATION: &str = "adgang.example.org/allow-mass-deletion";
+
 /// Namespace watched when neither the configuration nor the pod names one.
 pub const DEFAULT_NAMESPACE: &str = "adgang";
 
@@ -73,6 +80,9 @@ pub const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceacco
 
 /// Wait before a reconcile that found the write gate closed tries again.
 pub const STANDBY_RETRY: Duration = Duration::from_secs(15);
+
+/// Time between two checks whether the reflector stores have finished their initial list.
+const STORE_READY_POLL: Duration = Duration::from_millis(100);
 
 /// First wait after a failed reconcile; it doubles with each failure in a row.
 pub const BACKOFF_START: Duration = Duration::from_secs(5);
@@ -108,6 +118,21 @@ pub enum ControllerError {
         /// `Kind namespace/name` of the object.
         object: String,
         message: String,
+    },
+    /// The finalizer kept an account because too many objects of its supplier are being
+    /// deleted at once. The status and an event name the annotation that lifts the guard.
+    #[error("{object}: {message}")]
+    MassDeletionBlocked {
+        /// `SupplierUser namespace/name`.
+        object: String,
+        message: String,
+    },
+    /// A reflector stopped before its store finished the initial list, so the controller is
+    /// shutting down.
+    #[error("the {kind} reflector stopped before its initial list finished")]
+    StoreNotReady {
+        /// The kind of the store's objects.
+        kind: &'static str,
     },
 }
 
@@ -152,8 +177,11 @@ pub struct Context<D> {
     pub recorder: Recorder,
     /// Gate that allows writes to AD and the API server while it holds true.
     pub may_write: watch::Receiver<bool>,
-    /// Failed reconciles in a row per object, for the backoff of [`error_policy`].
+    /// Failed reconciles in a row per object (`Kind namespace/name`), for the backoff of
+    /// [`error_policy`]. Entries of objects gone from the stores are removed.
     failures: Mutex<HashMap<String, u32>>,
+    /// Metrics that the reconciles record, once [`Context::set_metrics`] has set them.
+    metrics: OnceLock<Metrics>,
     /// Requests for a `Supplier` reconcile, sent when a user waits for its supplier's OU.
     supplier_requests: mpsc::UnboundedSender<ObjectRef<Supplier>>,
     /// The receiving end, until [`Controllers::run`] or a test takes it.
@@ -189,13 +217,54 @@ impl<D: Directory> Context<D> {
             suppliers,
             may_write,
             failures: Mutex::new(HashMap::new()),
+            metrics: OnceLock::new(),
             supplier_requests: sender,
             supplier_requests_receiver: Mutex::new(Some(receiver)),
         }
     }
 
-    /// Requests a reconcile of `supplier`, such as when a user waits for its OU.
+    /// Sets the metrics that reconciles record; a second call changes nothing.
+    pub fn set_metrics(&self, metrics: Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Returns the metrics set by [`Context::set_metrics`].
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.get()
+    }
+
+    /// Waits until both reflector stores have finished their initial list. Before that a
+    /// store can lack objects that exist, and a plan made from it would delete their
+    /// accounts.
+    pub async fn wait_for_stores(&self) -> Result<(), ControllerError> {
+        // `Store::wait_until_ready` of kube-runtime 5.0 wakes only the task that polled it
+        // last, so concurrent reconciles could wait forever. Each one checks without waiting
+        // and sleeps between checks instead.
+        loop {
+            let users = self.users.wait_until_ready().now_or_never();
+            let suppliers = self.suppliers.wait_until_ready().now_or_never();
+            match (users, suppliers) {
+                (Some(Err(_)), _) => {
+                    return Err(ControllerError::StoreNotReady {
+                        kind: "SupplierUser",
+                    });
+                }
+                (_, Some(Err(_))) => {
+                    return Err(ControllerError::StoreNotReady { kind: "Supplier" });
+                }
+                (Some(Ok(())), Some(Ok(()))) => return Ok(()),
+                _ => tokio::time::sleep(STORE_READY_POLL).await,
+            }
+        }
+    }
+
+    /// Requests a reconcile of `supplier`, such as when a user waits for its OU. A supplier
+    /// whose last reconcile failed is left to the retry that [`error_policy`] scheduled, so
+    /// waiting users do not bypass its backoff.
     pub fn request_supplier_reconcile(&self, supplier: &str) {
+        if self.failure_count(&supplier_object_name(&self.namespace, supplier)) > 0 {
+            return;
+        }
         let reference = ObjectRef::new(supplier).within(&self.namespace);
         // The receiver lives as long as the controller runs, so a failed send means that
         // the controller is stopping and the request no longer matters.
@@ -219,17 +288,72 @@ impl<D: Directory> Context<D> {
     /// [`BACKOFF_START`], doubled per failure in a row, at most [`BACKOFF_MAX`].
     pub fn record_failure(&self, object: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        self.forget_deleted(&mut failures);
         let count = failures.entry(object.to_owned()).or_insert(0);
-        let wait = BACKOFF_START.saturating_mul(1 << (*count).min(16));
+        let wait = backoff(*count);
         *count += 1;
-        wait.min(BACKOFF_MAX)
+        wait
     }
 
-    /// Forgets the failures of `object` after a reconcile that finished.
+    /// Forgets the failures of `object` after a reconcile that finished, and those of
+    /// objects that are gone from the stores.
     pub fn record_success(&self, object: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.remove(object);
+        self.forget_deleted(&mut failures);
     }
+
+    /// Returns the failed reconciles in a row of `object` (`Kind namespace/name`).
+    pub fn failure_count(&self, object: &str) -> u32 {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.get(object).copied().unwrap_or(0)
+    }
+
+    /// Returns the wait before a user that waits for the OU of `supplier` checks again: the
+    /// next backoff of the supplier's reconcile, [`BACKOFF_START`] while it has not failed.
+    pub fn supplier_backoff(&self, supplier: &str) -> Duration {
+        backoff(self.failure_count(&supplier_object_name(&self.namespace, supplier)))
+    }
+
+    /// Removes the failure counts of objects that no store contains any more. A deleted
+    /// object is never reconciled again, so nothing else would remove its count.
+    fn forget_deleted(&self, failures: &mut HashMap<String, u32>) {
+        if failures.is_empty() {
+            return;
+        }
+        failures.retain(|object, _| {
+            let Some((kind, path)) = object.split_once(' ') else {
+                return false;
+            };
+            let Some((namespace, name)) = path.split_once('/') else {
+                return false;
+            };
+            match kind {
+                "SupplierUser" => self
+                    .users
+                    .get(&ObjectRef::new(name).within(namespace))
+                    .is_some(),
+                "Supplier" => self
+                    .suppliers
+                    .get(&ObjectRef::new(name).within(namespace))
+                    .is_some(),
+                _ => false,
+            }
+        });
+    }
+}
+
+/// Returns the wait after `failures` failed reconciles in a row: [`BACKOFF_START`] doubled
+/// per failure, at most [`BACKOFF_MAX`].
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_START
+        .saturating_mul(1 << failures.min(16))
+        .min(BACKOFF_MAX)
+}
+
+/// Returns the name under which the failures of a `Supplier` are counted.
+fn supplier_object_name(namespace: &str, supplier: &str) -> String {
+    format!("Supplier {namespace}/{supplier}")
 }
 
 /// Runs `work` until it completes or `gate` turns false, and returns `None` in the second

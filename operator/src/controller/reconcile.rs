@@ -1,7 +1,8 @@
 //! The reconcile functions of both resources and the error policy.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -20,8 +21,8 @@ use super::status::{
     find, merge_conditions,
 };
 use super::{
-    BACKOFF_START, COMMIT_ANNOTATION, Context, ControllerError, FINALIZER, STANDBY_RETRY,
-    run_while_open,
+    ALLOW_MASS_DELETION_ANNOTATION, COMMIT_ANNOTATION, Context, ControllerError, FINALIZER,
+    STANDBY_RETRY, run_while_open,
 };
 use crate::calendar::Calendar;
 use crate::credentials::CredentialsSink;
@@ -36,6 +37,7 @@ use crate::resources::{
     API_VERSION, Phase, Supplier, SupplierStatus, SupplierUser, SupplierUserSpec,
     SupplierUserStatus,
 };
+use crate::server::ReconcileResult;
 use crate::sync;
 
 /// Reconciles one `SupplierUser`: adds the finalizer, applies the user's part of the plan,
@@ -47,6 +49,8 @@ pub async fn reconcile_user<D: Directory>(
     if !ctx.may_write() {
         return Ok(Requeue::requeue(STANDBY_RETRY));
     }
+    ctx.wait_for_stores().await?;
+    let started = Instant::now();
     let object = describe_object(&*user);
     let span = info_span!("reconcile", supplier = %user.spec.supplier, user = %user.name_any());
     let api: Api<SupplierUser> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
@@ -64,7 +68,7 @@ pub async fn reconcile_user<D: Directory>(
         );
         return Ok(Requeue::requeue(STANDBY_RETRY));
     };
-    match result {
+    let result = match result {
         Ok(requeue) => {
             ctx.record_success(&object);
             Ok(requeue)
@@ -78,7 +82,9 @@ pub async fn reconcile_user<D: Directory>(
             object,
             source: Box::new(source),
         }),
-    }
+    };
+    record_metrics(&ctx, &result, started.elapsed());
+    result
 }
 
 /// Reconciles one `Supplier`: creates its OU and deletes the accounts whose object is gone.
@@ -89,6 +95,8 @@ pub async fn reconcile_supplier<D: Directory>(
     if !ctx.may_write() {
         return Ok(Requeue::requeue(STANDBY_RETRY));
     }
+    ctx.wait_for_stores().await?;
+    let started = Instant::now();
     let object = describe_object(&*supplier);
     let span = info_span!("reconcile", supplier = %supplier.name_any());
     let work = apply_supplier(&supplier, &ctx).instrument(span);
@@ -99,9 +107,71 @@ pub async fn reconcile_supplier<D: Directory>(
         );
         return Ok(Requeue::requeue(STANDBY_RETRY));
     };
-    let requeue = result?;
-    ctx.record_success(&object);
-    Ok(requeue)
+    if result.is_ok() {
+        ctx.record_success(&object);
+    }
+    record_metrics(&ctx, &result, started.elapsed());
+    result
+}
+
+/// Records a finished reconcile in the metrics, when the context has them. A reconcile cut
+/// off by the write gate is not recorded.
+fn record_metrics<D: Directory>(
+    ctx: &Context<D>,
+    result: &Result<Requeue, ControllerError>,
+    duration: Duration,
+) {
+    let Some(metrics) = ctx.metrics() else {
+        return;
+    };
+    match result {
+        Ok(_) => {
+            metrics.record_reconcile(ReconcileResult::Success, duration);
+            metrics.set_last_success(Utc::now());
+        }
+        Err(_) => {
+            metrics.record_reconcile(ReconcileResult::Failure, duration);
+            metrics.record_errors(1);
+        }
+    }
+}
+
+/// Reads the `Supplier` named `name` from the API server. The reflector store can still
+/// hold an older version than the watch event that started the reconcile, so the decision
+/// to write AD or to hold back for a suspension rests on this reading.
+async fn current_supplier<D: Directory>(
+    ctx: &Context<D>,
+    name: &str,
+) -> Result<Option<Arc<Supplier>>, ControllerError> {
+    let api: Api<Supplier> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    match api.get_opt(name).await {
+        Ok(supplier) => Ok(supplier.map(Arc::new)),
+        Err(source) => Err(ControllerError::Kubernetes {
+            action: "get",
+            object: format!("Supplier {}/{name}", ctx.namespace),
+            source,
+        }),
+    }
+}
+
+/// Returns true when the `Supplier` carries [`ALLOW_MASS_DELETION_ANNOTATION`] set to
+/// `"true"`.
+fn mass_deletion_allowed(supplier: &Supplier) -> bool {
+    supplier
+        .annotations()
+        .get(ALLOW_MASS_DELETION_ANNOTATION)
+        .is_some_and(|value| value == "true")
+}
+
+fn supplier_not_found(supplier: &str, namespace: &str) -> String {
+    format!(
+        "supplier {supplier:?} not found in namespace {namespace}; create that Supplier or \
+         correct spec.supplier"
+    )
+}
+
+fn supplier_suspended(supplier: &str) -> String {
+    format!("supplier {supplier:?} is suspended (spec.suspend), so nothing is written to AD")
 }
 
 /// Retries a failed reconcile after a wait that doubles with each failure in a row.
@@ -373,22 +443,24 @@ async fn apply_user<D: Directory>(
         write_user_status(ctx, user, outcome, today).await
     };
 
+    // A store that lags behind can still hold a supplier that has since been created or
+    // resumed, so a GET confirms a missing or suspended supplier before the user waits.
     let supplier_ref = ObjectRef::new(&user.spec.supplier).within(&ctx.namespace);
-    let Some(supplier) = ctx.suppliers.get(&supplier_ref) else {
-        let message = format!(
-            "supplier {:?} not found in namespace {}; create that Supplier or correct \
-             spec.supplier",
-            user.spec.supplier, ctx.namespace
-        );
+    let mut confirmed = false;
+    let supplier = match ctx.suppliers.get(&supplier_ref) {
+        Some(supplier) if !supplier.spec.suspend => Some(supplier),
+        _ => {
+            confirmed = true;
+            current_supplier(ctx, &user.spec.supplier).await?
+        }
+    };
+    let Some(supplier) = supplier else {
+        let message = supplier_not_found(&user.spec.supplier, &ctx.namespace);
         reject("SupplierNotFound", message).await?;
         return Ok(Requeue::requeue(resync));
     };
     if supplier.spec.suspend {
-        let message = format!(
-            "supplier {:?} is suspended (spec.suspend), so nothing is written to AD",
-            user.spec.supplier
-        );
-        reject("SupplierSuspended", message).await?;
+        reject("SupplierSuspended", supplier_suspended(&user.spec.supplier)).await?;
         return Ok(Requeue::requeue(resync));
     }
 
@@ -444,7 +516,27 @@ async fn apply_user<D: Directory>(
         }
     }
 
-    let plan = plan::plan(&desired, &snapshot, None, now, &ctx.config.plan);
+    // When the status reports this generation as synced, the spec is the one last applied,
+    // so a difference in AD was made by hand and its correction counts as drift.
+    let synced = user.status.as_ref().is_some_and(|s| {
+        s.observed_generation.is_some()
+            && s.observed_generation == user.meta().generation
+            && find(&s.conditions, SYNCED).is_some_and(|c| c.status == "True")
+    });
+    let applied_specs: Option<BTreeMap<UserKey, SupplierUserSpec>> = synced.then(|| {
+        desired
+            .users()
+            .filter(|u| u.key == key)
+            .map(|u| (u.key.clone(), u.spec.clone()))
+            .collect()
+    });
+    let plan = plan::plan(
+        &desired,
+        &snapshot,
+        applied_specs.as_ref(),
+        now,
+        &ctx.config.plan,
+    );
     let findings: Vec<&Finding> = plan
         .findings
         .iter()
@@ -468,7 +560,26 @@ async fn apply_user<D: Directory>(
         ctx.request_supplier_reconcile(&key.supplier);
         let outcome = UserOutcome::blocked("OrganizationalUnitMissing", message, previous_phase);
         write_user_status(ctx, user, outcome, today).await?;
-        return Ok(Requeue::requeue(BACKOFF_START));
+        // The wait follows the supplier's backoff, so a supplier whose OU cannot be created
+        // is not retried every few seconds by its waiting users.
+        return Ok(Requeue::requeue(ctx.supplier_backoff(&key.supplier)));
+    }
+
+    // The supplier may have been suspended or deleted since the store's version.
+    let writes = account_plan.as_ref().is_some_and(|p| !p.actions.is_empty());
+    if writes && !confirmed {
+        match current_supplier(ctx, &key.supplier).await? {
+            None => {
+                let message = supplier_not_found(&key.supplier, &ctx.namespace);
+                reject("SupplierNotFound", message).await?;
+                return Ok(Requeue::requeue(resync));
+            }
+            Some(current) if current.spec.suspend => {
+                reject("SupplierSuspended", supplier_suspended(&key.supplier)).await?;
+                return Ok(Requeue::requeue(resync));
+            }
+            Some(_) => {}
+        }
     }
 
     let (applied, failure) = match &account_plan {
@@ -478,6 +589,14 @@ async fn apply_user<D: Directory>(
         }
         None => (0, None),
     };
+    // Drift is a change made by hand in AD that the plan put back; it counts once all of
+    // the account's actions succeeded.
+    if failure.is_none()
+        && account_plan.as_ref().is_some_and(|p| p.drift)
+        && let Some(metrics) = ctx.metrics()
+    {
+        metrics.record_drift(1);
+    }
     let deleted = account_plan.as_ref().is_some_and(|p| {
         p.actions[..applied]
             .iter()
@@ -687,6 +806,11 @@ fn describe_phase(phase: Phase, spec: &SupplierUserSpec) -> String {
 /// object at once when the account is already gone, when two accounts carry its link (a
 /// person must choose), or when its supplier is suspended (the supplier's reconcile deletes
 /// the account once it is resumed).
+///
+/// Keeps the finalizer, and returns [`ControllerError::MassDeletionBlocked`] so that the
+/// deletion is retried with backoff, while more objects of the supplier are being deleted
+/// than the mass-deletion guard allows and the supplier lacks
+/// [`ALLOW_MASS_DELETION_ANNOTATION`].
 async fn cleanup_user<D: Directory>(
     user: &SupplierUser,
     ctx: &Context<D>,
@@ -694,25 +818,27 @@ async fn cleanup_user<D: Directory>(
     let key = UserKey::new(&user.spec.supplier, user.name_any());
     let reference = user.object_ref(&());
     let supplier_ref = ObjectRef::new(&user.spec.supplier).within(&ctx.namespace);
-    if ctx
-        .suppliers
-        .get(&supplier_ref)
-        .is_some_and(|s| s.spec.suspend)
-    {
+    let deferred = |supplier: &str| {
         let note = format!(
-            "supplier {:?} is suspended, so the account stays in AD until the supplier is \
-             resumed and its reconcile deletes it",
-            key.supplier
+            "supplier {supplier:?} is suspended, so the account stays in AD until the \
+             supplier is resumed and its reconcile deletes it"
         );
-        publish(
-            ctx,
-            &reference,
-            EventType::Warning,
-            "DeletionDeferred",
-            note,
-        )
-        .await;
-        return Ok(Requeue::await_change());
+        let reference = &reference;
+        async move {
+            publish(ctx, reference, EventType::Warning, "DeletionDeferred", note).await;
+            Ok(Requeue::await_change())
+        }
+    };
+
+    // The store can lag behind, so a GET confirms the suspension that it shows.
+    let mut supplier = ctx.suppliers.get(&supplier_ref);
+    let mut confirmed = false;
+    if supplier.as_ref().is_some_and(|s| s.spec.suspend) {
+        supplier = current_supplier(ctx, &key.supplier).await?;
+        confirmed = true;
+        if supplier.as_ref().is_some_and(|s| s.spec.suspend) {
+            return deferred(&key.supplier).await;
+        }
     }
 
     let snapshot = ctx
@@ -729,6 +855,16 @@ async fn cleanup_user<D: Directory>(
             info!(user = %key, "no account to delete; releasing the object");
         }
         [account] => {
+            if !confirmed {
+                supplier = current_supplier(ctx, &key.supplier).await?;
+                if supplier.as_ref().is_some_and(|s| s.spec.suspend) {
+                    return deferred(&key.supplier).await;
+                }
+            }
+            let allowed = supplier.as_deref().is_some_and(mass_deletion_allowed);
+            if !allowed {
+                check_deletion_guard(ctx, user, &key, &snapshot.accounts).await?;
+            }
             let action = Action::Delete {
                 key: key.clone(),
                 dn: account.dn.clone(),
@@ -829,7 +965,11 @@ async fn apply_supplier<D: Directory>(
             return Err(e.into());
         }
     };
-    let plan = plan::plan(&desired, &snapshot, None, Utc::now(), &ctx.config.plan);
+    let mut settings = ctx.config.plan.clone();
+    if mass_deletion_allowed(supplier) {
+        settings.guard.overridden.insert(name.clone());
+    }
+    let plan = plan::plan(&desired, &snapshot, None, Utc::now(), &settings);
     let blocked = plan
         .findings
         .iter()
@@ -882,7 +1022,16 @@ async fn apply_supplier<D: Directory>(
         )
         .await;
     }
-    for failure in &failures {
+    // A failure that the Ready condition already reports gets no second round of events,
+    // so a supplier that keeps failing does not publish one per retry.
+    let repeated = failures.first().is_some_and(|failure| {
+        let message = format!(
+            "failed to {} {}: {}",
+            failure.action, failure.dn, failure.error
+        );
+        find(&previous.conditions, READY).is_some_and(|c| c.message == message)
+    });
+    for failure in failures.iter().filter(|_| !repeated) {
         let message = format!(
             "failed to {} {}: {}",
             failure.action, failure.dn, failure.error
@@ -898,7 +1047,11 @@ async fn apply_supplier<D: Directory>(
     let accounts = u32::try_from(linked.saturating_sub(deleted)).ok();
     let ready = match (blocked, failures.first()) {
         (Some(finding), _) => {
-            let message = output::describe_finding(finding);
+            let message = format!(
+                "{}; in the controller, set the annotation {ALLOW_MASS_DELETION_ANNOTATION}: \
+                 \"true\" on the Supplier instead",
+                output::describe_finding(finding)
+            );
             let known = find(&previous.conditions, READY).is_some_and(|c| c.message == message);
             if !known {
                 publish(
@@ -937,6 +1090,69 @@ async fn apply_supplier<D: Directory>(
         });
     }
     Ok(resync)
+}
+
+/// Returns an error when more `SupplierUser` objects of the user's supplier are being
+/// deleted (a deletion timestamp and the finalizer) than the mass-deletion guard allows
+/// for the supplier's accounts, after writing a condition and an event on `user`.
+///
+/// NOTE: objects whose deletion the watch has not yet delivered are not counted, so the
+/// first deletions of a large batch can pass while the rest arrives; up to the guard's
+/// minimum count always pass.
+async fn check_deletion_guard<D: Directory>(
+    ctx: &Context<D>,
+    user: &SupplierUser,
+    key: &UserKey,
+    accounts: &[Account],
+) -> Result<(), ControllerError> {
+    let deleting = ctx
+        .users
+        .state()
+        .iter()
+        .filter(|u| u.spec.supplier == key.supplier)
+        .filter(|u| u.meta().deletion_timestamp.is_some())
+        .filter(|u| u.finalizers().iter().any(|f| f == FINALIZER))
+        .count();
+    let linked = accounts
+        .iter()
+        .filter(|a| a.link.as_ref().is_some_and(|k| k.supplier == key.supplier))
+        .count();
+    let guard = &ctx.config.plan.guard;
+    if !guard.blocks(&key.supplier, deleting, linked) {
+        return Ok(());
+    }
+
+    let message = format!(
+        "{deleting} SupplierUser objects of supplier {:?} are being deleted at once, more \
+         than {} and more than {:.0} % of its {linked} accounts, so the account is kept; if \
+         that is intended, set the annotation {ALLOW_MASS_DELETION_ANNOTATION}: \"true\" on \
+         the Supplier",
+        key.supplier,
+        guard.min_count,
+        guard.max_share * 100.0
+    );
+    if !already_reported(user.status.as_ref(), &message) {
+        warn!(user = %key, deleting, accounts = linked, "mass-deletion guard kept the account");
+        let reference = user.object_ref(&());
+        publish(
+            ctx,
+            &reference,
+            EventType::Warning,
+            "MassDeletionBlocked",
+            message.clone(),
+        )
+        .await;
+    }
+    let previous_phase = user.status.as_ref().and_then(|s| s.phase);
+    let today = Utc::now()
+        .with_timezone(&ctx.config.plan.time_zone)
+        .date_naive();
+    let outcome = UserOutcome::blocked("MassDeletionBlocked", message.clone(), previous_phase);
+    write_user_status(ctx, user, outcome, today).await?;
+    Err(ControllerError::MassDeletionBlocked {
+        object: describe_object(user),
+        message,
+    })
 }
 
 /// Returns true for the deletion of an account whose object is gone.
