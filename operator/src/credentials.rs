@@ -136,11 +136,9 @@ impl Delivery {
     pub fn sink_for(&self, desired: &DesiredState) -> Arc<dyn CredentialsSink> {
         match self {
             Self::Sink(sink) => sink.clone(),
-            Self::Mail { mailer, templates } => Arc::new(MailSink::new(
-                mailer.clone(),
-                templates.clone(),
-                desired,
-            )),
+            Self::Mail { mailer, templates } => {
+                Arc::new(MailSink::new(mailer.clone(), templates.clone(), desired))
+            }
         }
     }
 }
