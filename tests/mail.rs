@@ -553,6 +553,12 @@ fn smtp_down_keeps_account_disabled() {
         "{}",
         down.all()
     );
+    // The summary counts what was applied: the account was created but not enabled.
+    assert!(
+        down.stdout.contains("1 created, 0 updated, 0 deleted, 0 enabled"),
+        "{}",
+        down.all()
+    );
     let pending = setup.account("anne.hansen").expect("account created");
     assert!(!is_enabled(&pending));
     assert_eq!(
