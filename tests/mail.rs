@@ -330,6 +330,24 @@ fn key_mismatch_rejected_at_start() {
     );
 }
 
+#[test]
+fn certificate_for_other_sender_rejected_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&dir.path().join("pki"));
+    let other = pki.issue("other", "someone-else@example.net", "valid");
+    let mut settings = pki.mail_settings(free_port(), TlsMode::StartTls);
+    settings.certificate_file = other.certificate.clone();
+    settings.key_file = other.key.clone();
+
+    let error = Mailer::from_config(&settings).unwrap_err();
+
+    assert!(matches!(error, MailError::FromMismatch { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("someone-else@example.net"), "{message}");
+    assert!(message.contains(MUNICIPALITY_ADDRESS), "{message}");
+    assert!(message.contains("mail.from"), "{message}");
+}
+
 #[tokio::test]
 async fn smtp_down_fails_after_retries() {
     let dir = tempfile::tempdir().unwrap();

@@ -161,6 +161,17 @@ pub enum MailError {
         path: PathBuf,
         problem: CertificateProblem,
     },
+    /// The municipality's certificate is issued for another address than the sender address.
+    #[error(
+        "the municipality certificate {path} (mail.certificateFile) is issued for [{names}], \
+         not for the sender address {from} (mail.from); set mail.from to the certificate's \
+         address or use a certificate issued for {from}"
+    )]
+    FromMismatch {
+        path: PathBuf,
+        from: String,
+        names: String,
+    },
     /// The recipient's certificate cannot be used for this message.
     #[error("the S/MIME certificate for {to} (secureMailCertificate) {problem}")]
     RecipientCertificate {
@@ -248,13 +259,20 @@ impl Mailer {
                 key: settings.key_file.clone(),
             });
         }
-        certificate::check_own(&certificate, Utc::now()).map_err(|problem| {
-            MailError::OwnCertificate {
-                path: settings.certificate_file.clone(),
-                problem,
+        smtp::parse_address("mail.from", &settings.from)?;
+        certificate::check_own(&certificate, &settings.from, Utc::now()).map_err(|problem| {
+            match problem {
+                CertificateProblem::AddressMismatch { names, .. } => MailError::FromMismatch {
+                    path: settings.certificate_file.clone(),
+                    from: settings.from.clone(),
+                    names,
+                },
+                problem => MailError::OwnCertificate {
+                    path: settings.certificate_file.clone(),
+                    problem,
+                },
             }
         })?;
-        smtp::parse_address("mail.from", &settings.from)?;
         let transport = smtp::Transport::new(settings)?;
         Ok(Self {
             settings: settings.clone(),
