@@ -573,7 +573,8 @@ fn smtp_down_keeps_account_disabled() {
     );
     // The summary counts what was applied: the account was created but not enabled.
     assert!(
-        down.stdout.contains("1 created, 0 updated, 0 deleted, 0 enabled"),
+        down.stdout
+            .contains("1 created, 0 updated, 0 deleted, 0 enabled"),
         "{}",
         down.all()
     );

@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use crate::expiry;
 use crate::model::{Action, DeleteReason};
 use crate::plan::{AccountPlan, Finding};
-use crate::sync::{action_name, Failure, SyncReport};
+use crate::sync::{Failure, SyncReport, action_name};
 
 /// Renders a report as text. `applied` is false for `adgang plan`, which changes nothing.
 pub fn render_text(report: &SyncReport, zone: Tz, applied: bool) -> String {
