@@ -628,6 +628,49 @@ fn supplier_without_certificate_gets_no_mail() {
     assert!(!is_enabled(&account));
 }
 
+/// Returns the account's uSNChanged, which AD raises on every write to the object, a
+/// password reset included.
+fn usn_changed(setup: &Setup, username: &str) -> u64 {
+    let entries = setup.dc.ldapsearch(
+        &setup.dc.managed_base,
+        &format!("(sAMAccountName={username})"),
+        &["uSNChanged"],
+    );
+    assert_eq!(entries.len(), 1, "{username} not found");
+    entries[0]
+        .first("uSNChanged")
+        .expect("uSNChanged is readable")
+        .parse()
+        .expect("uSNChanged is a number")
+}
+
+#[test]
+fn bad_certificate_resets_no_password() {
+    let port = free_port();
+    let (setup, pki, _) = mail_setup(port);
+    let expired = pki.issue("expired", SUPPLIER_ADDRESS, "expired");
+    setup
+        .repo
+        .write(SUPPLIER, &supplier_with_certificate(&expired));
+    setup.repo.commit("Use an expired certificate");
+    let server = SmtpServer::start_on(setup.work.path(), &pki, ServerMode::StartTls, port, 0.0);
+
+    let first = setup.run(&["sync"]);
+    assert_eq!(first.code, 1, "{}", first.all());
+    assert!(first.all().contains("has expired"), "{}", first.all());
+    let created = usn_changed(&setup, "anne.hansen");
+
+    // Each later run fails the same check and must leave the account untouched, where it
+    // once set a new password that no one received.
+    let second = setup.run(&["sync"]);
+    assert_eq!(second.code, 1, "{}", second.all());
+    assert!(second.all().contains("has expired"), "{}", second.all());
+    assert_eq!(usn_changed(&setup, "anne.hansen"), created);
+    assert!(server.messages().is_empty());
+    let account = setup.account("anne.hansen").unwrap();
+    assert!(!is_enabled(&account));
+}
+
 #[test]
 fn credentials_mail_names_submitter() {
     let port = free_port();

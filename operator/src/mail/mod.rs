@@ -294,6 +294,19 @@ impl Mailer {
         &self.settings.from
     }
 
+    /// Checks the recipient certificate and address of `mail` without sending anything, so a
+    /// caller can find a certificate problem before it changes anything.
+    pub fn check_recipient(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        certificate::check_recipient(&mail.recipient_certificate, &mail.to, Utc::now()).map_err(
+            |problem| MailError::RecipientCertificate {
+                to: mail.to.clone(),
+                problem,
+            },
+        )?;
+        smtp::parse_address("to", &mail.to)?;
+        Ok(())
+    }
+
     /// Checks the recipient certificate, signs and encrypts the message, and sends it,
     /// retrying with backoff. Returns `Ok` only once the SMTP server accepted the message.
     pub async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
