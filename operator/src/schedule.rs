@@ -60,6 +60,23 @@ pub enum ScheduleError {
     /// Another process holds the lock, so it is sending now.
     #[error("another adgang process is sending mail: {path} is locked; this round is skipped")]
     Busy { path: PathBuf },
+    /// A request to the Kubernetes API server for the record failed.
+    #[error("failed to {operation} the sent-record in {object}: {message}")]
+    Api {
+        operation: &'static str,
+        object: String,
+        message: String,
+    },
+    /// The record in a ConfigMap is not valid JSON of the expected shape.
+    #[error(
+        "invalid sent-record in {object}, key {key}: {message}; fix or delete the ConfigMap \
+         (without it, this month's overviews go again)"
+    )]
+    InvalidConfigMap {
+        object: String,
+        key: &'static str,
+        message: String,
+    },
     /// A date is outside the working-day calendar.
     #[error(transparent)]
     Calendar(#[from] CalendarError),
