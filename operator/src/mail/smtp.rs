@@ -127,13 +127,11 @@ fn has_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
         if cause.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        if let Some(inner) = cause
+        let wrapped = cause
             .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            if has_rustls_error(inner) {
-                return true;
-            }
+            .and_then(|io| io.get_ref());
+        if wrapped.is_some_and(|inner| has_rustls_error(inner)) {
+            return true;
         }
         current = cause.source();
     }
