@@ -1,7 +1,7 @@
-//! The controller's mail schedule against a real Samba AD DC and a real SMTP server, with the
-//! Kubernetes API server replaced by a `tower` service that keeps the ConfigMap of the
-//! sent-record as the API server does: each write must carry the current resourceVersion,
-//! or it gets 409 Conflict.
+//! The controller's mail schedule against a real Samba AD DC and a real SMTP server. A
+//! `tower` service replaces the Kubernetes API server. It keeps the ConfigMap of the
+//! sent-record as the API server does, so a write that does not carry the current
+//! resourceVersion gets 409 Conflict.
 
 mod support;
 
@@ -35,7 +35,7 @@ const CUSTOM: &str = "/apis/adgang.example.org/v1alpha1/namespaces/adgang";
 /// A write of another replica, made just before the next write of the ConfigMap.
 type Interloper = Box<dyn FnOnce(&mut ApiState) + Send>;
 
-/// What the API server holds and what it received.
+/// What the API server stores and the requests it received.
 #[derive(Default)]
 struct ApiState {
     suppliers: Vec<Value>,
@@ -228,7 +228,8 @@ fn user_object(supplier: &str, name: &str) -> Value {
     })
 }
 
-/// The first working day of February 2027 at 07:30 in Copenhagen, when the overview is due.
+/// Returns 07:30 in Copenhagen on the first working day of February 2027, when the overview
+/// is due.
 fn overview_time() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2027-02-01T07:30:00+01:00")
         .unwrap()
@@ -422,8 +423,8 @@ async fn non_leader_sends_nothing() {
     );
     assert!(harness.smtp.messages().is_empty());
 
-    // NOTE: the round uses the real clock here, so whether an overview is due depends on
-    // the day; the leader's round shows up as requests to the API server either way.
+    // The round uses the real clock here, so whether an overview is due depends on the day.
+    // The leader's round shows up as requests to the API server either way.
     lead.send(true).unwrap();
     let mut waited = Duration::ZERO;
     while harness.state().requests.is_empty() && waited < Duration::from_secs(30) {

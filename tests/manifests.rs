@@ -927,7 +927,7 @@ fn configmap_access_limited_to_mail_record() {
         }
         rules += 1;
         let verbs = string_list(rule, "verbs");
-        // Kubernetes cannot limit create by name, so create stands in a rule of its own.
+        // Kubernetes cannot limit create by name, so create is in a rule of its own.
         if verbs == ["create"] {
             continue;
         }

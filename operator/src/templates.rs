@@ -2,10 +2,10 @@
 //! Danish (the default) or English, rendered with minijinja.
 //!
 //! Each template is a text file whose first line is `Subject: ...` and whose remaining lines
-//! are the body. S/MIME encrypts the body and the attachments but not the subject, so the
+//! are the body. S/MIME encrypts the body and the attachments but not the subject. So the
 //! subject line may use only the supplier, the month's dates and counts such as
-//! `{{ accounts | length }}`, and a subject that still shows a name, a username or a password
-//! from the sample data is rejected. The built-in templates are compiled into the binary from
+//! `{{ accounts | length }}`. A subject that still shows a name, a username or a password
+//! from the sample data is rejected too. The built-in templates are compiled into the binary from
 //! `operator/templates/<language>/`. A municipality can override any of them by putting a
 //! file of the same name (`credentials.txt`, `overview.txt`, `reminder.txt`) in the folder
 //! that `templates.folder` names. [`Templates::load`] compiles every template and renders it

@@ -21,7 +21,7 @@ use tracing::{debug, info};
 
 use crate::schedule::{ScheduleError, SendLock, SentRecord, SentRecordStore};
 
-/// Name of the ConfigMap that holds the record.
+/// Name of the ConfigMap that contains the record.
 pub const CONFIG_MAP_NAME: &str = "adgang-mail-record";
 
 /// Key of the record's JSON in the ConfigMap's `data`.

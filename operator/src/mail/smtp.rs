@@ -111,9 +111,9 @@ impl Transport {
     }
 }
 
-/// Tells whether a send failure would fail again unchanged: a 5xx reply (such as a rejected
-/// login), a server that offers no STARTTLS or no usable AUTH mechanism (lettre reports these as
-/// client errors), or a failed TLS handshake such as an untrusted server certificate.
+/// Tells whether a send failure would fail again unchanged. These are a 5xx reply such as a
+/// rejected login, a server that offers no STARTTLS or no usable AUTH mechanism, which lettre
+/// reports as client errors, and a failed TLS handshake such as an untrusted certificate.
 fn is_permanent(error: &lettre::transport::smtp::Error) -> bool {
     error.is_permanent() || error.is_client() || error.is_tls() || has_rustls_error(error)
 }
