@@ -252,7 +252,11 @@ async fn server_without_starttls_gets_nothing() {
 
     let error = mailer.send(&mail_to(&supplier)).await.unwrap_err();
 
-    assert!(matches!(error, MailError::Send { .. }), "{error:?}");
+    // A server without STARTTLS will not offer it on a retry either.
+    assert!(
+        matches!(error, MailError::Send { attempts: 1, .. }),
+        "{error:?}"
+    );
     assert!(server.messages().is_empty());
     let commands = server.commands();
     assert!(commands.contains("EHLO tls=False"), "{commands}");
@@ -294,12 +298,14 @@ async fn untrusted_server_certificate_rejected() {
     settings.ca_file = other.ca_file.clone();
     let mailer = Mailer::from_config(&settings).unwrap();
 
-    let error = mailer
-        .send(&mail_to(&supplier))
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = mailer.send(&mail_to(&supplier)).await.unwrap_err();
 
+    // A certificate that fails verification fails again on a retry.
+    assert!(
+        matches!(error, MailError::Send { attempts: 1, .. }),
+        "{error:?}"
+    );
+    let error = error.to_string();
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert!(server.messages().is_empty());
     assert!(!server.commands().contains("AUTH"), "{}", server.commands());
@@ -322,6 +328,24 @@ fn key_mismatch_rejected_at_start() {
         message.contains(&supplier.key.display().to_string()),
         "{message}"
     );
+}
+
+#[test]
+fn certificate_for_other_sender_rejected_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&dir.path().join("pki"));
+    let other = pki.issue("other", "someone-else@example.net", "valid");
+    let mut settings = pki.mail_settings(free_port(), TlsMode::StartTls);
+    settings.certificate_file = other.certificate.clone();
+    settings.key_file = other.key.clone();
+
+    let error = Mailer::from_config(&settings).unwrap_err();
+
+    assert!(matches!(error, MailError::FromMismatch { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("someone-else@example.net"), "{message}");
+    assert!(message.contains(MUNICIPALITY_ADDRESS), "{message}");
+    assert!(message.contains("mail.from"), "{message}");
 }
 
 #[tokio::test]
@@ -547,6 +571,13 @@ fn smtp_down_keeps_account_disabled() {
         "{}",
         down.all()
     );
+    // The summary counts what was applied: the account was created but not enabled.
+    assert!(
+        down.stdout
+            .contains("1 created, 0 updated, 0 deleted, 0 enabled"),
+        "{}",
+        down.all()
+    );
     let pending = setup.account("anne.hansen").expect("account created");
     assert!(!is_enabled(&pending));
     assert_eq!(
@@ -592,6 +623,49 @@ fn supplier_without_certificate_gets_no_mail() {
         run.all()
     );
     assert!(run.all().contains("omsorg-nord"), "{}", run.all());
+    assert!(server.messages().is_empty());
+    let account = setup.account("anne.hansen").unwrap();
+    assert!(!is_enabled(&account));
+}
+
+/// Returns the account's uSNChanged, which AD raises on every write to the object, a
+/// password reset included.
+fn usn_changed(setup: &Setup, username: &str) -> u64 {
+    let entries = setup.dc.ldapsearch(
+        &setup.dc.managed_base,
+        &format!("(sAMAccountName={username})"),
+        &["uSNChanged"],
+    );
+    assert_eq!(entries.len(), 1, "{username} not found");
+    entries[0]
+        .first("uSNChanged")
+        .expect("uSNChanged is readable")
+        .parse()
+        .expect("uSNChanged is a number")
+}
+
+#[test]
+fn bad_certificate_resets_no_password() {
+    let port = free_port();
+    let (setup, pki, _) = mail_setup(port);
+    let expired = pki.issue("expired", SUPPLIER_ADDRESS, "expired");
+    setup
+        .repo
+        .write(SUPPLIER, &supplier_with_certificate(&expired));
+    setup.repo.commit("Use an expired certificate");
+    let server = SmtpServer::start_on(setup.work.path(), &pki, ServerMode::StartTls, port, 0.0);
+
+    let first = setup.run(&["sync"]);
+    assert_eq!(first.code, 1, "{}", first.all());
+    assert!(first.all().contains("has expired"), "{}", first.all());
+    let created = usn_changed(&setup, "anne.hansen");
+
+    // Each later run fails the same check and must leave the account untouched, where it
+    // once set a new password that no one received.
+    let second = setup.run(&["sync"]);
+    assert_eq!(second.code, 1, "{}", second.all());
+    assert!(second.all().contains("has expired"), "{}", second.all());
+    assert_eq!(usn_changed(&setup, "anne.hansen"), created);
     assert!(server.messages().is_empty());
     let account = setup.account("anne.hansen").unwrap();
     assert!(!is_enabled(&account));

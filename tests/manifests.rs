@@ -53,6 +53,7 @@ const ALLOWED_RBAC: &[(&str, &str, &[&str])] = &[
         "leases",
         &["get", "create", "update"],
     ),
+    ("", "configmaps", &["get", "create", "update"]),
 ];
 
 /// Every (protocol, port) that the NetworkPolicy may open for egress, and must open.
@@ -914,6 +915,29 @@ fn role_grants_what_controller_needs() {
             );
         }
     }
+}
+
+#[test]
+fn configmap_access_limited_to_mail_record() {
+    let role = only(&base().objects, "Role");
+    let mut rules = 0;
+    for rule in array(role, "/rules") {
+        if !string_list(rule, "resources").contains(&"configmaps".to_owned()) {
+            continue;
+        }
+        rules += 1;
+        let verbs = string_list(rule, "verbs");
+        // Kubernetes cannot limit create by name, so create is in a rule of its own.
+        if verbs == ["create"] {
+            continue;
+        }
+        assert_eq!(
+            string_list(rule, "resourceNames"),
+            ["adgang-mail-record"],
+            "configmaps {verbs:?} must be limited to the mail record"
+        );
+    }
+    assert_eq!(rules, 2, "one rule by name and one for create");
 }
 
 #[test]

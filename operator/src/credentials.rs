@@ -109,6 +109,14 @@ pub enum CredentialsError {
 /// Delivers new credentials to the supplier. The account is marked delivered (and may be
 /// enabled) only after the future of `deliver` returns `Ok`.
 pub trait CredentialsSink: Send + Sync {
+    /// Checks what can be checked before the password is set in AD, such as the recipient's
+    /// certificate and the mail text, so that a delivery bound to fail resets no password.
+    /// The default checks nothing.
+    fn check(&self, credentials: &Credentials<'_>) -> Result<(), CredentialsError> {
+        let _ = credentials;
+        Ok(())
+    }
+
     /// Delivers the credentials; the future completes only when they are stored, or accepted
     /// by the SMTP server.
     fn deliver<'a>(
@@ -253,6 +261,17 @@ impl MailSink {
 }
 
 impl CredentialsSink for MailSink {
+    fn check(&self, credentials: &Credentials<'_>) -> Result<(), CredentialsError> {
+        let mail = self.compose(credentials)?;
+        self.mailer
+            .check_recipient(&mail)
+            .map_err(|source| CredentialsError::Mail {
+                supplier: credentials.key.supplier.clone(),
+                username: credentials.username.to_owned(),
+                source: Box::new(source),
+            })
+    }
+
     fn deliver<'a>(
         &'a self,
         credentials: &'a Credentials<'a>,

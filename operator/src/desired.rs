@@ -495,6 +495,22 @@ pub fn check_user(spec: &SupplierUserSpec) -> Result<(), (&'static str, String, 
             "write the surname".into(),
         ));
     }
+    for (field, name, value) in [
+        ("spec.givenName", "givenName", &spec.given_name),
+        ("spec.surname", "surname", &spec.surname),
+    ] {
+        // A line break or tab would reach AD's name attributes and the mail text.
+        if let Some(control) = value.chars().find(|c| c.is_control()) {
+            return Err((
+                field,
+                format!(
+                    "{name} {value:?} contains the control character U+{:04X}",
+                    u32::from(control)
+                ),
+                format!("write {name} on one line, without tabs or line breaks"),
+            ));
+        }
+    }
     if let Some(requested) = &spec.username {
         username::check(requested).map_err(|e| {
             (
@@ -697,7 +713,25 @@ spec:
     /// the value.
     #[test]
     fn bad_user_files_rejected() {
-        let cases: [(&str, String, Option<&str>, &str); 12] = [
+        let cases: [(&str, String, Option<&str>, &str); 15] = [
+            (
+                "line feed in givenName",
+                USER.replace("givenName: Anne", "givenName: \"Anne\\nMarie\""),
+                Some("spec.givenName"),
+                "U+000A",
+            ),
+            (
+                "carriage return in surname",
+                USER.replace("surname: Hansen", "surname: \"Hansen\\r\""),
+                Some("spec.surname"),
+                "U+000D",
+            ),
+            (
+                "tab in surname",
+                USER.replace("surname: Hansen", "surname: \"Han\\tsen\""),
+                Some("spec.surname"),
+                "U+0009",
+            ),
             ("invalid YAML", "spec: [\n".to_owned(), None, "invalid YAML"),
             (
                 "duplicate key",

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
 use adgang::config::{Config, ConfigError, CredentialsDelivery};
+use adgang::controller::mail_schedule::{self, MailSchedule, MailScheduleSettings};
 use adgang::controller::{
     self, leader,
     leader::{LeaderElector, LeaderSettings},
@@ -580,6 +581,14 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     }
 
     let delivery = controller_delivery(&config, &metrics)?;
+    // The overview and the reminders run on the leader only, next to the reconcile.
+    if let Some(schedule) = controller_mail_schedule(&config, &client, &namespace, &metrics).await?
+    {
+        let leading = leading.clone();
+        let stop = stopping();
+        tokio::spawn(async move { schedule.run(leading, stop).await });
+    }
+
     let reconcile_metrics = metrics.clone();
     let gauge_directory = LdapDirectory::connect(config.directory.clone()).await?;
     tokio::spawn(controller::gauges::run_user_gauges(
@@ -606,6 +615,40 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     // The election releases the lease when the stop is signalled.
     election.await.context("the leader election task failed")?;
     Ok(())
+}
+
+/// Sets up the monthly overview and the reminders for the controller, checking the mail
+/// settings and templates at start. Returns `None` when the configuration has no `mail:`
+/// section, because the controller sends these mails only by secure mail.
+async fn controller_mail_schedule(
+    config: &Config,
+    client: &kube::Client,
+    namespace: &str,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<MailSchedule<LdapDirectory>>> {
+    let Some(settings) = &config.mail else {
+        info!("no mail: section, so the controller sends no overviews or reminders");
+        return Ok(None);
+    };
+    let mailer = Mailer::from_config(settings)
+        .with_context(|| format!("invalid mail settings in {}", config.path.display()))?
+        .with_metrics(metrics.clone());
+    let templates = Templates::load(config.language, config.templates_dir.as_deref())?;
+    let directory = LdapDirectory::connect(config.directory.clone()).await?;
+    Ok(Some(MailSchedule {
+        client: client.clone(),
+        namespace: namespace.to_owned(),
+        directory,
+        mailer: Arc::new(mailer),
+        templates: Arc::new(templates),
+        settings: MailScheduleSettings {
+            schedule: config.schedule.clone(),
+            plan: config.plan_settings(Vec::<String>::new()),
+            language: config.language,
+            closing_days: config.closing_days.clone(),
+            interval: mail_schedule::DEFAULT_INTERVAL,
+        },
+    }))
 }
 
 /// Sets up the delivery of initial passwords for the controller, checking the mail settings

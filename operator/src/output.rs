@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use crate::expiry;
 use crate::model::{Action, DeleteReason};
 use crate::plan::{AccountPlan, Finding};
-use crate::sync::SyncReport;
+use crate::sync::{Failure, SyncReport, action_name};
 
 /// Renders a report as text. `applied` is false for `adgang plan`, which changes nothing.
 pub fn render_text(report: &SyncReport, zone: Tz, applied: bool) -> String {
@@ -115,7 +115,7 @@ pub fn render_text(report: &SyncReport, zone: Tz, applied: bool) -> String {
         }
     }
 
-    let counts = count_actions(report);
+    let counts = count_actions(report, applied);
     let verb = if applied { "Applied" } else { "Planned" };
     let _ = writeln!(
         out,
@@ -147,11 +147,18 @@ struct Counts {
     disabled: usize,
 }
 
-fn count_actions(report: &SyncReport) -> Counts {
+/// Counts the planned actions, or with `applied` only those that succeeded, so that an account
+/// whose credentials mail failed is not counted as enabled.
+fn count_actions(report: &SyncReport, applied: bool) -> Counts {
     let mut counts = Counts::default();
     for account in &report.plan.accounts {
+        let actions = if applied {
+            applied_actions(account, &report.failures)
+        } else {
+            &account.actions[..]
+        };
         let mut updated = false;
-        for action in &account.actions {
+        for action in actions {
             match action {
                 Action::Create { .. } => counts.created += 1,
                 Action::Delete { .. } => counts.deleted += 1,
@@ -164,15 +171,31 @@ fn count_actions(report: &SyncReport) -> Counts {
                 Action::SetInitialPassword { .. } | Action::CreateOrganizationalUnit { .. } => {}
             }
         }
-        let created = account
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Create { .. }));
+        let created = actions.iter().any(|a| matches!(a, Action::Create { .. }));
         if updated && !created {
             counts.updated += 1;
         }
     }
     counts
+}
+
+/// Returns the account's actions that were applied. A failed action stops the rest of its
+/// account, so these are the actions before the failed one, and none when the whole account
+/// was skipped or the failed action cannot be found in the plan.
+fn applied_actions<'a>(account: &'a AccountPlan, failures: &[Failure]) -> &'a [Action] {
+    let belongs = |failure: &&Failure| match &failure.key {
+        Some(key) => *key == account.key,
+        None => account.actions.iter().any(|a| a.dn() == failure.dn),
+    };
+    let Some(failure) = failures.iter().find(belongs) else {
+        return &account.actions;
+    };
+    let end = account
+        .actions
+        .iter()
+        .position(|a| action_name(a) == failure.action && a.dn() == failure.dn)
+        .unwrap_or(0);
+    &account.actions[..end]
 }
 
 fn group_name(dn: &str) -> &str {

@@ -111,6 +111,26 @@ pub struct SupplierStatus {
     /// Conditions `Ready` (the supplier's OU and removals are applied) and `Suspended`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Outcome of the monthly overview and the reminders, written by the controller's mail
+    /// schedule with its own field manager `adgang-mail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<SupplierMailStatus>,
+}
+
+/// Outcome of the mails that the controller's schedule sends to a supplier.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SupplierMailStatus {
+    /// Month of the last overview sent, written `YYYY-MM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_overview: Option<String>,
+    /// Error of the last mail that failed, naming the mail; empty once a later round sent
+    /// every mail due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Time of `lastError`, in RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<String>,
 }
 
 /// A supplier's staff member who needs an AD account. Written by a contact person.

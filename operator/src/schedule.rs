@@ -10,8 +10,10 @@
 //! store ([`FileSentRecordStore`]) keeps it as `sent.json` in the state directory, next to
 //! the last applied commit, and replaces it atomically after each mail. A round holds an
 //! exclusive lock on `sent.lock`, so two processes sharing the state directory never send
-//! the same mail twice. A controller with several replicas runs the round on the
-//! leader only and can keep the record elsewhere, such as in the Supplier status.
+//! the same mail twice. The controller runs the round on the leader only and keeps the
+//! record in a ConfigMap (`crate::controller::mail_record`), because its state directory does
+//! not survive a restart. A round reads the record again before each mail, so a mail that
+//! another process recorded meanwhile is not sent twice.
 //!
 //! A mail is recorded only after the server accepted it, so a crash between the two sends it
 //! again at the next round: a mail can go twice in that case, but is never lost.
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
@@ -57,6 +60,23 @@ pub enum ScheduleError {
     /// Another process holds the lock, so it is sending now.
     #[error("another adgang process is sending mail: {path} is locked; this round is skipped")]
     Busy { path: PathBuf },
+    /// A request to the Kubernetes API server for the record failed.
+    #[error("failed to {operation} the sent-record in {object}: {message}")]
+    Api {
+        operation: &'static str,
+        object: String,
+        message: String,
+    },
+    /// The record in a ConfigMap is not valid JSON of the expected shape.
+    #[error(
+        "invalid sent-record in {object}, key {key}: {message}; fix or delete the ConfigMap \
+         (without it, this month's overviews go again)"
+    )]
+    InvalidConfigMap {
+        object: String,
+        key: &'static str,
+        message: String,
+    },
     /// A date is outside the working-day calendar.
     #[error(transparent)]
     Calendar(#[from] CalendarError),
@@ -102,6 +122,21 @@ impl SentRecord {
     }
 }
 
+impl SentRecord {
+    /// Adds what `other` records, keeping the later date where both record a supplier or an
+    /// account, so that the merge of two processes' records loses neither's mails.
+    pub fn merge(&mut self, other: &SentRecord) {
+        for (supplier, month) in &other.overviews {
+            let entry = self.overviews.entry(supplier.clone()).or_insert(*month);
+            *entry = (*entry).max(*month);
+        }
+        for (key, last_day) in &other.reminders {
+            let entry = self.reminders.entry(key.clone()).or_insert(*last_day);
+            *entry = (*entry).max(*last_day);
+        }
+    }
+}
+
 fn reminder_key(supplier: &str, file: &str) -> String {
     format!("{supplier}/{file}")
 }
@@ -120,14 +155,16 @@ impl SendLock {
     }
 }
 
-/// Storage of the [`SentRecord`].
+/// Storage of the [`SentRecord`]. The methods are asynchronous because a store may keep the
+/// record on a server, such as in a Kubernetes ConfigMap.
 pub trait SentRecordStore: Send + Sync {
     /// Takes the exclusive right to send, or fails with [`ScheduleError::Busy`].
-    fn lock(&self) -> Result<SendLock, ScheduleError>;
+    fn lock(&self) -> BoxFuture<'_, Result<SendLock, ScheduleError>>;
     /// Reads the record; an absent record is an empty one.
-    fn load(&self) -> Result<SentRecord, ScheduleError>;
-    /// Replaces the record.
-    fn save(&self, record: &SentRecord) -> Result<(), ScheduleError>;
+    fn load(&self) -> BoxFuture<'_, Result<SentRecord, ScheduleError>>;
+    /// Stores `record`. A store that finds a newer record written by another process keeps
+    /// both, so what either of them sent stays recorded.
+    fn save<'a>(&'a self, record: &'a SentRecord) -> BoxFuture<'a, Result<(), ScheduleError>>;
 }
 
 /// The sent-record as `sent.json` in the state directory, locked through `sent.lock`.
@@ -159,7 +196,21 @@ impl FileSentRecordStore {
 }
 
 impl SentRecordStore for FileSentRecordStore {
-    fn lock(&self) -> Result<SendLock, ScheduleError> {
+    fn lock(&self) -> BoxFuture<'_, Result<SendLock, ScheduleError>> {
+        Box::pin(std::future::ready(self.lock_file()))
+    }
+
+    fn load(&self) -> BoxFuture<'_, Result<SentRecord, ScheduleError>> {
+        Box::pin(std::future::ready(self.read()))
+    }
+
+    fn save<'a>(&'a self, record: &'a SentRecord) -> BoxFuture<'a, Result<(), ScheduleError>> {
+        Box::pin(std::future::ready(self.write(record)))
+    }
+}
+
+impl FileSentRecordStore {
+    fn lock_file(&self) -> Result<SendLock, ScheduleError> {
         self.create_dir()?;
         let path = self.state_dir.join(SENT_LOCK_FILE);
         let file = OpenOptions::new()
@@ -183,7 +234,7 @@ impl SentRecordStore for FileSentRecordStore {
         }
     }
 
-    fn load(&self) -> Result<SentRecord, ScheduleError> {
+    fn read(&self) -> Result<SentRecord, ScheduleError> {
         let path = self.path();
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
@@ -202,7 +253,7 @@ impl SentRecordStore for FileSentRecordStore {
         })
     }
 
-    fn save(&self, record: &SentRecord) -> Result<(), ScheduleError> {
+    fn write(&self, record: &SentRecord) -> Result<(), ScheduleError> {
         self.create_dir()?;
         let path = self.path();
         let mut text = serde_json::to_string_pretty(record).expect("the record serialises");
@@ -349,8 +400,8 @@ pub async fn send_due<S: MailSender>(
     store: &dyn SentRecordStore,
     sender: &S,
 ) -> Result<RoundReport, ScheduleError> {
-    let _lock = store.lock()?;
-    let mut record = store.load()?;
+    let _lock = store.lock().await?;
+    let mut record = store.load().await?;
     let mut report = RoundReport::default();
 
     let suppliers = round.overviews.iter().map(|o| o.supplier.as_str());
@@ -365,6 +416,12 @@ pub async fn send_due<S: MailSender>(
         let Some(overview) = round.overviews.iter().find(|o| o.supplier == supplier) else {
             continue;
         };
+        // Another process may have sent it since this round started, when two replicas
+        // overlap during a leader change or when a save found a newer record.
+        record = store.load().await?;
+        if record.overview_sent(&supplier, month) {
+            continue;
+        }
         // A template that fails on this supplier's data fails this mail only.
         let sent = match report::overview_mail(round.templates, overview) {
             Ok(content) => sender.send(&supplier, &content).await,
@@ -374,7 +431,7 @@ pub async fn send_due<S: MailSender>(
             Ok(()) => {
                 info!(supplier, %month, accounts = overview.accounts.len(), "sent the monthly overview");
                 record.record_overview(&supplier, month);
-                store.save(&record)?;
+                store.save(&record).await?;
                 report.overviews.push(supplier);
             }
             Err(message) => {
@@ -400,6 +457,14 @@ pub async fn send_due<S: MailSender>(
         &record,
     )?;
     for mail in due {
+        record = store.load().await?;
+        if mail
+            .accounts
+            .iter()
+            .all(|a| record.reminded(&mail.supplier, &a.file, a.last_day))
+        {
+            continue;
+        }
         let sent = match round.templates.reminder(&mail) {
             Ok(rendered) => {
                 let content = MailContent::from(rendered);
@@ -415,7 +480,7 @@ pub async fn send_due<S: MailSender>(
                     "sent a reminder"
                 );
                 record.record_reminder(&mail);
-                store.save(&record)?;
+                store.save(&record).await?;
                 report
                     .reminders
                     .push((mail.supplier.clone(), mail.accounts.len()));

@@ -503,8 +503,9 @@ async fn apply_account<D: Directory>(
     (applied, Vec::new())
 }
 
-/// Sets a new random password, delivers it, and only then marks it delivered. A failure at
-/// any step leaves the account marked pending, so the next run sets a new password.
+/// Checks that the password can be delivered, sets a new random password, delivers it, and
+/// only then marks it delivered. A failed check changes nothing in AD. A failure at a later
+/// step leaves the account marked pending, so the next run sets a new password.
 async fn set_initial_password<D: Directory>(
     directory: &D,
     sink: &dyn CredentialsSink,
@@ -514,16 +515,17 @@ async fn set_initial_password<D: Directory>(
     display_name: &str,
 ) -> Result<(), String> {
     let password = generate_password();
-    directory
-        .set_password(dn, &password)
-        .await
-        .map_err(|e| e.to_string())?;
     let credentials = Credentials {
         key,
         username,
         display_name,
         password: &password,
     };
+    sink.check(&credentials).map_err(|e| e.to_string())?;
+    directory
+        .set_password(dn, &password)
+        .await
+        .map_err(|e| e.to_string())?;
     sink.deliver(&credentials)
         .await
         .map_err(|e| e.to_string())?;

@@ -2,8 +2,10 @@
 //! Danish (the default) or English, rendered with minijinja.
 //!
 //! Each template is a text file whose first line is `Subject: ...` and whose remaining lines
-//! are the body. S/MIME encrypts the body and the attachments but not the subject, so a
-//! subject that names a person, a username or a password from the sample data is rejected. The built-in templates are compiled into the binary from
+//! are the body. S/MIME encrypts the body and the attachments but not the subject. So the
+//! subject line may use only the supplier, the month's dates and counts such as
+//! `{{ accounts | length }}`. A subject that still shows a name, a username or a password
+//! from the sample data is rejected too. The built-in templates are compiled into the binary from
 //! `operator/templates/<language>/`. A municipality can override any of them by putting a
 //! file of the same name (`credentials.txt`, `overview.txt`, `reminder.txt`) in the folder
 //! that `templates.folder` names. [`Templates::load`] compiles every template and renders it
@@ -186,6 +188,30 @@ pub enum TemplateError {
          or password; move it to the body"
     )]
     ConfidentialSubject { file: String, found: String },
+    /// The subject line uses a variable that may name a person, an account or a password.
+    #[error(
+        "invalid mail template {file}: the subject line uses the variable {variable:?}, but the \
+         subject travels unencrypted outside S/MIME, so it may only use {allowed}; move \
+         {variable:?} to the body"
+    )]
+    SubjectVariable {
+        file: String,
+        variable: String,
+        allowed: String,
+    },
+    /// The subject line contains a `{% ... %}` statement or is not a complete template.
+    #[error(
+        "invalid mail template {file}: the subject line must be one complete line of text and \
+         `{{{{ ... }}}}` expressions without `{{% ... %}}` statements ({message}); simplify \
+         the subject line"
+    )]
+    SubjectSyntax { file: String, message: String },
+    /// The credentials template does not show the password, so the new account is unusable.
+    #[error(
+        "invalid mail template {file}: the credentials mail must contain the initial \
+         password; add `{{{{ password }}}}` to the body"
+    )]
+    MissingPassword { file: String },
     /// The rendered text does not start with a subject line.
     #[error(
         "invalid mail template {file}: the first line must start with \"{SUBJECT_PREFIX}\" and \
@@ -298,6 +324,7 @@ impl Templates {
         let mut environment = new_environment(language);
         let mut origins = Vec::new();
         for (kind, origin, source) in sources {
+            check_subject_line(kind, &origin, &source)?;
             environment
                 .add_template_owned(kind.file_name(), source)
                 .map_err(|e| TemplateError::Syntax {
@@ -397,6 +424,12 @@ impl Templates {
             (MailKind::Reminder, self.reminder(&reminder)?),
         ];
 
+        if !rendered[0].1.text.contains(&credentials.password) {
+            return Err(TemplateError::MissingPassword {
+                file: self.origin(MailKind::Credentials),
+            });
+        }
+
         let mut confidential = vec![credentials.name, credentials.username, credentials.password];
         for account in &overview.accounts {
             confidential.push(account.name.clone());
@@ -416,6 +449,163 @@ impl Templates {
         }
         Ok(())
     }
+}
+
+/// Variables that a subject line may use as they are: they name the supplier or a date.
+const SUBJECT_VARIABLES: [&str; 4] = ["supplier", "supplier_name", "generated_on", "sent_on"];
+
+/// Lists that a subject line may use only through `| length`, as a count.
+const SUBJECT_COUNTS: [&str; 4] = ["accounts", "pending", "differences", "attention"];
+
+/// Checks the template's first line, its subject, by structure: the subject travels
+/// unencrypted, so it may use only [`SUBJECT_VARIABLES`] and counts of [`SUBJECT_COUNTS`].
+/// Rendering the sample data cannot prove this, because an expression such as
+/// `pending[0].name` or `password[:10]` shows no sample value in full.
+fn check_subject_line(kind: MailKind, origin: &str, source: &str) -> Result<(), TemplateError> {
+    let source = source.trim_start_matches(['\n', '\r']);
+    let line = source.lines().next().unwrap_or("");
+    if !line.starts_with(SUBJECT_PREFIX) {
+        return Err(TemplateError::MissingSubject {
+            file: origin.to_owned(),
+        });
+    }
+    let syntax_error = |message: String| TemplateError::SubjectSyntax {
+        file: origin.to_owned(),
+        message,
+    };
+    if line.contains("{%") {
+        return Err(syntax_error("found `{%`".to_owned()));
+    }
+
+    let expression = replace_counts(line);
+    let mut environment = new_environment(Language::Da);
+    environment
+        .add_template_owned(kind.file_name(), expression.clone())
+        .map_err(|e| syntax_error(error_message(&e)))?;
+    let template = environment
+        .get_template(kind.file_name())
+        .map_err(|e| syntax_error(error_message(&e)))?;
+    // minijinja 2.24's `undeclared_variables` skips the value of a slice such as
+    // `password[:10]`, so a lexical scan of the expressions adds the names it misses.
+    let mut variables: Vec<String> = template.undeclared_variables(false).into_iter().collect();
+    variables.extend(expression_names(&expression));
+    variables.sort();
+    variables.dedup();
+    match variables
+        .into_iter()
+        .find(|variable| !SUBJECT_VARIABLES.contains(&variable.as_str()))
+    {
+        Some(variable) => Err(TemplateError::SubjectVariable {
+            file: origin.to_owned(),
+            variable,
+            allowed: format!(
+                "{} and the counts {}",
+                SUBJECT_VARIABLES.join(", "),
+                SUBJECT_COUNTS
+                    .map(|name| format!("`{name} | length`"))
+                    .join(", ")
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Returns the names that the `{{ ... }}` expressions in `line` look up as variables: every
+/// identifier outside string literals that is no keyword, attribute, filter or test name.
+fn expression_names(line: &str) -> Vec<String> {
+    const KEYWORDS: [&str; 13] = [
+        "and", "or", "not", "if", "else", "in", "is", "true", "false", "none", "True", "False",
+        "None",
+    ];
+    let mut names = Vec::new();
+    for block in line.split("{{").skip(1) {
+        let expression = block.split("}}").next().unwrap_or("");
+        let characters: Vec<char> = expression.chars().collect();
+        let mut quote: Option<char> = None;
+        let mut previous_token = String::new();
+        let mut before_previous = String::new();
+        let mut index = 0;
+        while index < characters.len() {
+            let c = characters[index];
+            if let Some(open) = quote {
+                if c == '\\' {
+                    index += 1;
+                } else if c == open {
+                    quote = None;
+                }
+                index += 1;
+                continue;
+            }
+            if c == '"' || c == '\'' {
+                quote = Some(c);
+                before_previous = std::mem::replace(&mut previous_token, c.to_string());
+                index += 1;
+                continue;
+            }
+            if c.is_alphanumeric() || c == '_' {
+                let start = index;
+                while index < characters.len()
+                    && (characters[index].is_alphanumeric() || characters[index] == '_')
+                {
+                    index += 1;
+                }
+                let word: String = characters[start..index].iter().collect();
+                let is_test =
+                    previous_token == "is" || (previous_token == "not" && before_previous == "is");
+                let is_name = !c.is_ascii_digit()
+                    && !KEYWORDS.contains(&word.as_str())
+                    && !matches!(previous_token.as_str(), "." | "|")
+                    && !is_test;
+                if is_name {
+                    names.push(word.clone());
+                }
+                before_previous = std::mem::replace(&mut previous_token, word);
+                continue;
+            }
+            if !c.is_whitespace() {
+                before_previous = std::mem::replace(&mut previous_token, c.to_string());
+            }
+            index += 1;
+        }
+    }
+    names
+}
+
+/// Replaces each `NAME | length` whose NAME is a whole variable of [`SUBJECT_COUNTS`] by the
+/// literal `0`, so that only the other uses of those lists remain for the variable check.
+fn replace_counts(line: &str) -> String {
+    let mut output = String::with_capacity(line.len());
+    let mut rest = line;
+    'scan: while let Some(bar) = rest.find('|') {
+        let (before, after) = rest.split_at(bar);
+        let filter = after[1..].trim_start();
+        let is_length = filter.starts_with("length")
+            && !filter["length".len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
+        if is_length {
+            let operand = before.trim_end();
+            for name in SUBJECT_COUNTS {
+                let Some(prefix) = operand.strip_suffix(name) else {
+                    continue;
+                };
+                // The list must be the whole operand, not `x.accounts` or `foo_accounts`.
+                let whole = !prefix.ends_with(|c: char| {
+                    c.is_alphanumeric() || matches!(c, '_' | '.' | ']' | ')' | '\'' | '"')
+                });
+                if whole {
+                    output.push_str(prefix);
+                    output.push('0');
+                    let consumed = after.len() - filter.len() + "length".len();
+                    rest = &after[consumed..];
+                    continue 'scan;
+                }
+            }
+        }
+        output.push_str(before);
+        output.push('|');
+        rest = &after[1..];
+    }
+    output.push_str(rest);
+    output
 }
 
 fn new_environment(language: Language) -> Environment<'static> {
@@ -488,7 +678,12 @@ fn read_overrides(
         };
         let text = std::fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
         slot.1 = path.display().to_string();
-        slot.2 = text;
+        // Windows editors such as Notepad save UTF-8 with a byte order mark, which would
+        // otherwise hide the subject line.
+        slot.2 = match text.strip_prefix('\u{feff}') {
+            Some(stripped) => stripped.to_owned(),
+            None => text,
+        };
     }
     Ok(())
 }
@@ -544,16 +739,16 @@ pub(crate) fn sample_overview() -> Overview {
                 file: "birthe-lund".to_owned(),
                 name: "Birthe Lund".to_owned(),
                 username: Some("birthe.lund".to_owned()),
-                valid_from: sample_date(2, 15),
-                last_day: sample_date(8, 31),
+                valid_from: Some(sample_date(2, 15)),
+                last_day: Some(sample_date(8, 31)),
                 blocked: None,
             },
             PendingUser {
                 file: "jens-berg".to_owned(),
                 name: "Jens Berg".to_owned(),
                 username: None,
-                valid_from: sample_date(2, 15),
-                last_day: sample_date(8, 31),
+                valid_from: Some(sample_date(2, 15)),
+                last_day: Some(sample_date(8, 31)),
                 blocked: Some("filen er ugyldig; se kontrollen på jeres pull request".to_owned()),
             },
         ],

@@ -30,6 +30,8 @@
 pub mod gauges;
 pub mod git_source;
 pub mod leader;
+pub mod mail_record;
+pub mod mail_schedule;
 #[cfg(test)]
 mod mock_api;
 pub mod readiness;

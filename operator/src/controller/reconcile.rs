@@ -908,6 +908,7 @@ async fn apply_supplier<D: Directory>(
                 supplier.meta().generation,
                 &now_time(),
             ),
+            mail: None,
         };
         let api = api.clone();
         async move { apply_supplier_status(&api, supplier, &status).await }

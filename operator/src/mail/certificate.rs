@@ -70,9 +70,13 @@ pub fn check_recipient(
     Ok(certificate)
 }
 
-/// Checks the municipality's own certificate: valid at `now`, and usable both for signing
-/// and for receiving the encrypted copy of each message.
-pub fn check_own(certificate: &X509, now: DateTime<Utc>) -> Result<(), CertificateProblem> {
+/// Checks the municipality's own certificate: valid at `now`, usable both for signing and for
+/// receiving the encrypted copy of each message, and issued for `from`, the sender address.
+pub fn check_own(
+    certificate: &X509,
+    from: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CertificateProblem> {
     let der = certificate
         .to_der()
         .map_err(|e| CertificateProblem::Unreadable(first_reason(&e)))?;
@@ -89,7 +93,9 @@ pub fn check_own(certificate: &X509, now: DateTime<Utc>) -> Result<(), Certifica
         return Err(CertificateProblem::NoSigningKeyUsage);
     }
     check_encryption_usage(&parsed)?;
-    check_email_protection(&parsed)
+    check_email_protection(&parsed)?;
+    // A recipient checks that the signer's certificate names the From address.
+    check_address(&parsed, from)
 }
 
 fn check_validity(

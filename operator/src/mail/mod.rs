@@ -161,6 +161,17 @@ pub enum MailError {
         path: PathBuf,
         problem: CertificateProblem,
     },
+    /// The municipality's certificate is issued for another address than the sender address.
+    #[error(
+        "the municipality certificate {path} (mail.certificateFile) is issued for [{names}], \
+         not for the sender address {from} (mail.from); set mail.from to the certificate's \
+         address or use a certificate issued for {from}"
+    )]
+    FromMismatch {
+        path: PathBuf,
+        from: String,
+        names: String,
+    },
     /// The recipient's certificate cannot be used for this message.
     #[error("the S/MIME certificate for {to} (secureMailCertificate) {problem}")]
     RecipientCertificate {
@@ -248,13 +259,20 @@ impl Mailer {
                 key: settings.key_file.clone(),
             });
         }
-        certificate::check_own(&certificate, Utc::now()).map_err(|problem| {
-            MailError::OwnCertificate {
-                path: settings.certificate_file.clone(),
-                problem,
+        smtp::parse_address("mail.from", &settings.from)?;
+        certificate::check_own(&certificate, &settings.from, Utc::now()).map_err(|problem| {
+            match problem {
+                CertificateProblem::AddressMismatch { names, .. } => MailError::FromMismatch {
+                    path: settings.certificate_file.clone(),
+                    from: settings.from.clone(),
+                    names,
+                },
+                problem => MailError::OwnCertificate {
+                    path: settings.certificate_file.clone(),
+                    problem,
+                },
             }
         })?;
-        smtp::parse_address("mail.from", &settings.from)?;
         let transport = smtp::Transport::new(settings)?;
         Ok(Self {
             settings: settings.clone(),
@@ -274,6 +292,19 @@ impl Mailer {
     /// Returns the sender address.
     pub fn from_address(&self) -> &str {
         &self.settings.from
+    }
+
+    /// Checks the recipient certificate and address of `mail` without sending anything, so a
+    /// caller can find a certificate problem before it changes anything.
+    pub fn check_recipient(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        certificate::check_recipient(&mail.recipient_certificate, &mail.to, Utc::now()).map_err(
+            |problem| MailError::RecipientCertificate {
+                to: mail.to.clone(),
+                problem,
+            },
+        )?;
+        smtp::parse_address("to", &mail.to)?;
+        Ok(())
     }
 
     /// Checks the recipient certificate, signs and encrypts the message, and sends it,

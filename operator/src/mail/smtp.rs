@@ -71,8 +71,7 @@ impl Transport {
     }
 
     /// Sends `message`, retrying transient failures (connection errors, timeouts, 4xx replies)
-    /// with exponential backoff. A permanent reply (5xx, such as a rejected login) is not
-    /// retried.
+    /// with exponential backoff. Permanent failures are not retried: see [`is_permanent`].
     pub(super) async fn send_with_retry(
         &self,
         message: &Message,
@@ -88,7 +87,7 @@ impl Transport {
                 Err(error) => error,
             };
             let message = error_chain(&error);
-            if error.is_permanent() || attempt >= attempts {
+            if is_permanent(&error) || attempt >= attempts {
                 return Err(MailError::Send {
                     to: to.to_owned(),
                     host: self.host.clone(),
@@ -110,6 +109,33 @@ impl Transport {
             attempt += 1;
         }
     }
+}
+
+/// Tells whether a send failure would fail again unchanged. These are a 5xx reply such as a
+/// rejected login, a server that offers no STARTTLS or no usable AUTH mechanism, which lettre
+/// reports as client errors, and a failed TLS handshake such as an untrusted certificate.
+fn is_permanent(error: &lettre::transport::smtp::Error) -> bool {
+    error.is_permanent() || error.is_client() || error.is_tls() || has_rustls_error(error)
+}
+
+/// Tells whether a rustls error is in the chain. lettre reports a failed handshake as a
+/// connection error whose cause is an `io::Error` wrapping the `rustls::Error`, and
+/// `io::Error::source` skips that wrapped error, so each `io::Error` is opened with `get_ref`.
+fn has_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        let wrapped = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if wrapped.is_some_and(|inner| has_rustls_error(inner)) {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
 }
 
 /// Parses a mail address, naming `field` when it is invalid.

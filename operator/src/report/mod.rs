@@ -69,16 +69,19 @@ pub struct OverviewAccount {
     pub file: String,
 }
 
-/// A user declared in git whose account does not exist yet.
+/// A user declared in git whose account does not exist yet, or whose file is invalid.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PendingUser {
     /// The user's file name in git (`metadata.name`).
     pub file: String,
+    /// The person's name, or the file name when the file is invalid.
     pub name: String,
     /// The username the next sync creates, when the plan creates the account.
     pub username: Option<String>,
-    pub valid_from: NaiveDate,
-    pub last_day: NaiveDate,
+    /// `None` when the file is invalid.
+    pub valid_from: Option<NaiveDate>,
+    /// `None` when the file is invalid.
+    pub last_day: Option<NaiveDate>,
     /// Reason that the next sync does not create the account, when it does not.
     pub blocked: Option<String>,
 }
@@ -132,7 +135,7 @@ pub fn build(
         rows.sort_by(|a, b| a.username.cmp(&b.username));
 
         let existing: Vec<&UserKey> = accounts.iter().filter_map(|a| a.link.as_ref()).collect();
-        let pending = supplier
+        let mut pending: Vec<PendingUser> = supplier
             .users
             .values()
             .filter(|user| !existing.contains(&&user.key))
@@ -140,11 +143,19 @@ pub fn build(
                 file: user.key.name.clone(),
                 name: format!("{} {}", user.spec.given_name, user.spec.surname),
                 username: planned_username(plan, &user.key),
-                valid_from: user.spec.valid_from,
-                last_day: user.spec.last_day(),
+                valid_from: Some(user.spec.valid_from),
+                last_day: Some(user.spec.last_day()),
                 blocked: blocked_reason(plan, &user.key, language),
             })
             .collect();
+        // A user whose file is invalid has no spec, so the row shows the file and its error.
+        for name in &supplier.frozen_users {
+            let key = UserKey::new(id, name);
+            if existing.contains(&&key) {
+                continue;
+            }
+            pending.push(invalid_user(desired, id, name, language));
+        }
 
         overviews.push(Overview {
             supplier: id.clone(),
@@ -238,6 +249,41 @@ fn planned_username(plan: &Plan, key: &UserKey) -> Option<String> {
 }
 
 /// Describes why the plan does not create the account of `key`, from its findings.
+/// Builds the row of a user whose file is invalid, naming the file's first error.
+fn invalid_user(
+    desired: &DesiredState,
+    supplier: &str,
+    name: &str,
+    language: Language,
+) -> PendingUser {
+    let path = format!(
+        "{}/{supplier}/users/{name}.yaml",
+        crate::desired::SUPPLIERS_DIR
+    );
+    let error = desired.errors.iter().find(|error| error.path == path);
+    let detail = match error {
+        Some(error) => match &error.field {
+            Some(field) => format!("{path}: {field}: {}", error.message),
+            None => format!("{path}: {}", error.message),
+        },
+        None => path.clone(),
+    };
+    let blocked = match language {
+        Language::Da => format!("filen er ugyldig ({detail}); se kontrollen på jeres pull request"),
+        Language::En => {
+            format!("the file is invalid ({detail}); see the check on your pull request")
+        }
+    };
+    PendingUser {
+        file: name.to_owned(),
+        name: name.to_owned(),
+        username: None,
+        valid_from: None,
+        last_day: None,
+        blocked: Some(blocked),
+    }
+}
+
 fn blocked_reason(plan: &Plan, key: &UserKey, language: Language) -> Option<String> {
     if planned_username(plan, key).is_some() {
         return None;

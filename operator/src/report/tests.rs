@@ -202,8 +202,8 @@ fn overview_lists_users_not_created() {
     assert_eq!(pending[0].file, "ole-dam");
     assert_eq!(pending[0].name, "Ole Dam");
     assert_eq!(pending[0].username.as_deref(), Some("ole.dam"));
-    assert_eq!(pending[0].valid_from, date("2027-02-15"));
-    assert_eq!(pending[0].last_day, date("2027-08-31"));
+    assert_eq!(pending[0].valid_from, Some(date("2027-02-15")));
+    assert_eq!(pending[0].last_day, Some(date("2027-08-31")));
     assert_eq!(pending[0].blocked, None);
 }
 
@@ -320,6 +320,58 @@ fn overview_blocked_user_names_reason() {
     assert_eq!(pending.username, None);
     let reason = pending.blocked.as_deref().unwrap();
     assert_eq!(reason, "den sidste dag (31-01-2027) er passeret");
+}
+
+#[test]
+fn overview_lists_invalid_user_file() {
+    let (path, content) = user_file("jens-berg", "Jens", "Berg", "2027-02-15", "2027-08-31");
+    let content = content.replace("validUntil: 2027-08-31", "validUntil: 2027-01-31");
+    let files = [
+        (
+            "suppliers/omsorg-nord/supplier.yaml".to_owned(),
+            SUPPLIER.to_owned(),
+        ),
+        (path.clone(), content),
+    ];
+    let state = desired::from_files(files.iter().map(|(p, c)| (p.as_str(), c.as_bytes())));
+    assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
+    let snap = snapshot(Vec::new());
+    let plan = plan::plan(&state, &snap, None, now(), &settings());
+
+    let overviews = build(
+        &state,
+        &snap,
+        &plan,
+        Copenhagen,
+        Language::Da,
+        date("2027-02-01"),
+        "abc",
+    );
+
+    let pending = &overviews[0].pending;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].file, "jens-berg");
+    assert_eq!(pending[0].valid_from, None);
+    let reason = pending[0].blocked.as_deref().unwrap();
+    assert!(reason.starts_with("filen er ugyldig"), "{reason}");
+    assert!(reason.contains(&path), "{reason}");
+    assert!(reason.contains("spec.validUntil"), "{reason}");
+    assert!(reason.contains("2027-01-31"), "{reason}");
+
+    let rows = parse_csv(&csv::render(&overviews[0], Language::Da));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1][3], "oprettes ikke");
+    assert_eq!(rows[1][4], "");
+    assert!(rows[1][7].contains("spec.validUntil"), "{:?}", rows[1]);
+    assert_eq!(rows[1][8], "jens-berg");
+
+    let templates = crate::templates::Templates::load(Language::Da, None).unwrap();
+    let text = templates.overview(&overviews[0]).unwrap().text;
+    assert!(text.contains("Ikke oprettet endnu (1):"), "{text}");
+    assert!(
+        text.contains("jens-berg\n  oprettes ikke: filen er ugyldig"),
+        "{text}"
+    );
 }
 
 /// Splits a CSV text into rows and fields with the csv crate, as a spreadsheet would.

@@ -136,12 +136,12 @@ fn overview_not_due_after_sending() {
     assert_eq!(next_month.len(), 2);
 }
 
-#[test]
-fn file_store_round_trip() {
+#[tokio::test]
+async fn file_store_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileSentRecordStore::new(&dir.path().join("state"));
     assert_eq!(
-        store.load().unwrap(),
+        store.load().await.unwrap(),
         SentRecord::default(),
         "absent is empty"
     );
@@ -151,8 +151,8 @@ fn file_store_round_trip() {
     record
         .reminders
         .insert("omsorg-nord/anne-hansen".to_owned(), date("2027-06-30"));
-    store.save(&record).unwrap();
-    assert_eq!(store.load().unwrap(), record);
+    store.save(&record).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), record);
 
     let text = std::fs::read_to_string(store.path()).unwrap();
     assert!(text.contains("\"omsorg-nord\": \"2027-01-01\""), "{text}");
@@ -164,28 +164,29 @@ fn file_store_round_trip() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
-fn file_store_corrupt_named() {
+#[tokio::test]
+async fn file_store_corrupt_named() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileSentRecordStore::new(dir.path());
     std::fs::write(store.path(), "{\"overviews\": 3}").unwrap();
-    let error = store.load().unwrap_err();
+    let error = store.load().await.unwrap_err();
     assert!(matches!(error, ScheduleError::Corrupt { .. }), "{error}");
     assert!(error.to_string().contains("sent.json"), "{error}");
 }
 
-#[test]
-fn file_store_lock_excludes_second_holder() {
+#[tokio::test]
+async fn file_store_lock_excludes_second_holder() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileSentRecordStore::new(dir.path());
-    let held = store.lock().unwrap();
+    let held = store.lock().await.unwrap();
     let error = store
         .lock()
+        .await
         .err()
         .expect("second lock must fail while the first is held");
     assert!(matches!(error, ScheduleError::Busy { .. }), "{error}");
     drop(held);
-    store.lock().expect("free again after drop");
+    store.lock().await.expect("free again after drop");
 }
 
 /// Reads back the mails that an outbox folder holds for `supplier`: (subject line, file).
@@ -304,7 +305,7 @@ async fn round_sends_reminder_once() {
     // Mid-June: no overview due (sent for June below), Anne's last day 30 June is near.
     let mut record = SentRecord::default();
     record.record_overview("omsorg-nord", date("2027-06-01"));
-    store.save(&record).unwrap();
+    store.save(&record).await.unwrap();
     let round = Round {
         now: local("2027-06-21 10:00"),
         settings: &settings(),
@@ -354,6 +355,7 @@ async fn round_skipped_while_locked() {
     };
     let _held = FileSentRecordStore::new(&dir.path().join("state"))
         .lock()
+        .await
         .unwrap();
     let mailbox = dir.path().join("outbox");
     let error = send_due(&round, &store, &OutboxSender::new(&mailbox))
@@ -401,5 +403,35 @@ async fn round_render_failure_fails_one_mail() {
         report.failures[0].error
     );
     assert!(outbox_mails(&mailbox, "pleje-syd").is_empty());
-    assert!(!store.load().unwrap().overviews.contains_key("pleje-syd"));
+    assert!(
+        !store
+            .load()
+            .await
+            .unwrap()
+            .overviews
+            .contains_key("pleje-syd")
+    );
+}
+
+#[test]
+fn sent_record_merge_keeps_later_dates() {
+    let mut ours = SentRecord::default();
+    ours.record_overview("omsorg-nord", date("2027-02-01"));
+    ours.reminders
+        .insert("omsorg-nord/anne-hansen".to_owned(), date("2027-06-30"));
+    let mut theirs = SentRecord::default();
+    theirs.record_overview("omsorg-nord", date("2027-01-01"));
+    theirs.record_overview("pleje-syd", date("2027-02-01"));
+    theirs
+        .reminders
+        .insert("omsorg-nord/anne-hansen".to_owned(), date("2027-09-30"));
+
+    ours.merge(&theirs);
+
+    assert!(ours.overview_sent("omsorg-nord", date("2027-02-01")));
+    assert!(ours.overview_sent("pleje-syd", date("2027-02-01")));
+    assert_eq!(
+        ours.reminders["omsorg-nord/anne-hansen"],
+        date("2027-09-30")
+    );
 }

@@ -293,11 +293,113 @@ fn override_subject_naming_person_rejected() {
         write(folder.path(), name, text);
         let error = Templates::load(Language::Da, Some(folder.path())).unwrap_err();
         assert!(
-            matches!(error, TemplateError::ConfidentialSubject { .. }),
+            matches!(
+                error,
+                TemplateError::SubjectVariable { .. } | TemplateError::SubjectSyntax { .. }
+            ),
             "{name}: {error}"
         );
         assert!(error.to_string().contains(name), "{error}");
     }
+}
+
+/// Each row: file, template text, the variable the error must name. None of these subjects
+/// shows a whole sample value, so only the structural check catches them.
+#[test]
+fn override_subject_variable_rejected() {
+    let cases = [
+        (
+            "credentials.txt",
+            "Subject: Til {{ attention | join(\", \") }}\n\n{{ password }}\n",
+            "attention",
+        ),
+        (
+            "overview.txt",
+            "Subject: Oversigt {{ pending[0].name }}\n\ntekst\n",
+            "pending",
+        ),
+        (
+            "credentials.txt",
+            "Subject: Konto {{ password[:10] }}\n\n{{ password }}\n",
+            "password",
+        ),
+        (
+            "credentials.txt",
+            "Subject: {{ 'Ny' if not password is none else 'x' }}\n\n{{ password }}\n",
+            "password",
+        ),
+        (
+            "reminder.txt",
+            "Subject: {{ accounts | length }} af {{ accounts[0].last_day | date }}\n\nx\n",
+            "accounts",
+        ),
+    ];
+    for (name, text, variable) in cases {
+        let folder = tempfile::tempdir().unwrap();
+        write(folder.path(), name, text);
+        let error = Templates::load(Language::Da, Some(folder.path())).expect_err(text);
+        assert!(
+            matches!(error, TemplateError::SubjectVariable { .. }),
+            "{name}: {error}"
+        );
+        assert!(error.to_string().contains(name), "{error}");
+        assert!(
+            error.to_string().contains(&format!("{variable:?}")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn override_subject_counts_and_month_allowed() {
+    let folder = tempfile::tempdir().unwrap();
+    let text = "Subject: {{ supplier_name }}: {{ pending|length }} nye, {{ generated_on | month }}\n\
+                \n{{ accounts | length }}\n";
+    write(folder.path(), "overview.txt", text);
+    let templates = Templates::load(Language::Da, Some(folder.path())).unwrap();
+    let mail = templates.overview(&sample_overview()).unwrap();
+    assert_eq!(mail.subject, "Omsorg Nord ApS: 2 nye, februar 2027");
+}
+
+#[test]
+fn override_subject_statement_rejected() {
+    let folder = tempfile::tempdir().unwrap();
+    let text = "Subject: {% if supplier %}Oversigt{% endif %}\n\ntekst\n";
+    write(folder.path(), "overview.txt", text);
+    let error = Templates::load(Language::Da, Some(folder.path())).unwrap_err();
+    assert!(
+        matches!(error, TemplateError::SubjectSyntax { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn credentials_without_password_rejected() {
+    let folder = tempfile::tempdir().unwrap();
+    let text = "Subject: Ny konto\n\nBrugernavn: {{ username }}\n";
+    write(folder.path(), "credentials.txt", text);
+    let error = Templates::load(Language::Da, Some(folder.path())).unwrap_err();
+    assert!(
+        matches!(error, TemplateError::MissingPassword { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("credentials.txt"), "{error}");
+}
+
+#[test]
+fn override_with_byte_order_mark_loads() {
+    let folder = tempfile::tempdir().unwrap();
+    let text =
+        "\u{feff}Subject: Oversigt {{ generated_on | month }}\r\n\r\nKære {{ supplier_name }}\r\n";
+    write(folder.path(), "overview.txt", text);
+    let templates = Templates::load(Language::Da, Some(folder.path())).unwrap();
+    let mail = templates.overview(&sample_overview()).unwrap();
+    assert_eq!(mail.subject, "Oversigt februar 2027");
+    assert!(
+        mail.text.starts_with("Kære Omsorg Nord ApS"),
+        "{}",
+        mail.text
+    );
 }
 
 #[test]
