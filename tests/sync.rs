@@ -412,7 +412,7 @@ fn killed_runs_completed_by_next() {
     child.wait().unwrap();
 
     let created = setup.accounts().len();
-    let mut dc_run = setup
+    let dc_run = setup
         .command(&["sync"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests. Each test file includes them with `mod support;`.
 
 // Each test binary compiles this module whole but uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod api_server;
 pub mod dc;

@@ -1,312 +1,42 @@
-//! The reconcile functions of both resources and the error policy.
+//! The `SupplierUser` reconcile: apply the user's part of the plan, write its status, and
+//! delete its account when the object is deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{error, info, warn};
 
-use super::requeue::{is_expiring, requeue_after};
-use super::status::{
-    ConditionState, EXPIRING, READY, SUSPENDED, SYNCED, apply_supplier_status, apply_user_status,
-    find, merge_conditions,
-};
-use super::{
-    ALLOW_MASS_DELETION_ANNOTATION, COMMIT_ANNOTATION, Context, ControllerError, FINALIZER,
-    STANDBY_RETRY, run_while_open,
-};
 use crate::calendar::Calendar;
+use crate::controller::requeue::{is_expiring, requeue_after};
+use crate::controller::status::{
+    ConditionState, EXPIRING, READY, SYNCED, apply_user_status, find, merge_conditions,
+};
+use crate::controller::{
+    ALLOW_MASS_DELETION_ANNOTATION, COMMIT_ANNOTATION, Context, ControllerError, FINALIZER,
+};
 use crate::credentials::CredentialsSink;
-use crate::desired::{self, DesiredState, FileError};
 use crate::directory::Directory;
 use crate::expiry;
 use crate::model::{Account, Action, DeleteReason, UserKey};
 use crate::notice;
 use crate::output;
 use crate::plan::{self, AccountPlan, Finding, Plan};
-use crate::resources::{
-    API_VERSION, Phase, Supplier, SupplierStatus, SupplierUser, SupplierUserSpec,
-    SupplierUserStatus,
-};
-use crate::server::ReconcileResult;
+use crate::resources::{Phase, SupplierUser, SupplierUserSpec, SupplierUserStatus};
 use crate::sync;
 
-/// Reconciles one `SupplierUser`: adds the finalizer, applies the user's part of the plan,
-/// or deletes the account when the object is being deleted.
-pub async fn reconcile_user<D: Directory>(
-    user: Arc<SupplierUser>,
-    ctx: Arc<Context<D>>,
-) -> Result<Requeue, ControllerError> {
-    if !ctx.may_write() {
-        return Ok(Requeue::requeue(STANDBY_RETRY));
-    }
-    ctx.wait_for_stores().await?;
-    let started = Instant::now();
-    let object = describe_object(&*user);
-    let span = info_span!("reconcile", supplier = %user.spec.supplier, user = %user.name_any());
-    let api: Api<SupplierUser> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let work = finalizer(&api, FINALIZER, user, |event| async {
-        match event {
-            FinalizerEvent::Apply(user) => apply_user(&user, &ctx).await,
-            FinalizerEvent::Cleanup(user) => cleanup_user(&user, &ctx).await,
-        }
-    })
-    .instrument(span);
-    let Some(result) = run_while_open(ctx.may_write.clone(), work).await else {
-        warn!(
-            object,
-            "stopped the reconcile because the write gate closed"
-        );
-        return Ok(Requeue::requeue(STANDBY_RETRY));
-    };
-    let result = match result {
-        Ok(requeue) => {
-            ctx.record_success(&object);
-            Ok(requeue)
-        }
-        // The reconcile's own errors pass through unwrapped, so a directory failure reads
-        // as one.
-        Err(FinalizerError::ApplyFailed(error) | FinalizerError::CleanupFailed(error)) => {
-            Err(error)
-        }
-        Err(source) => Err(ControllerError::Finalizer {
-            object,
-            source: Box::new(source),
-        }),
-    };
-    record_metrics(&ctx, &result, started.elapsed());
-    result
-}
-
-/// Reconciles one `Supplier`: creates its OU and deletes the accounts whose object is gone.
-pub async fn reconcile_supplier<D: Directory>(
-    supplier: Arc<Supplier>,
-    ctx: Arc<Context<D>>,
-) -> Result<Requeue, ControllerError> {
-    if !ctx.may_write() {
-        return Ok(Requeue::requeue(STANDBY_RETRY));
-    }
-    ctx.wait_for_stores().await?;
-    let started = Instant::now();
-    let object = describe_object(&*supplier);
-    let span = info_span!("reconcile", supplier = %supplier.name_any());
-    let work = apply_supplier(&supplier, &ctx).instrument(span);
-    let Some(result) = run_while_open(ctx.may_write.clone(), work).await else {
-        warn!(
-            object,
-            "stopped the reconcile because the write gate closed"
-        );
-        return Ok(Requeue::requeue(STANDBY_RETRY));
-    };
-    if result.is_ok() {
-        ctx.record_success(&object);
-    }
-    record_metrics(&ctx, &result, started.elapsed());
-    result
-}
-
-/// Records a finished reconcile in the metrics, when the context has them. A reconcile cut
-/// off by the write gate is not recorded.
-fn record_metrics<D: Directory>(
-    ctx: &Context<D>,
-    result: &Result<Requeue, ControllerError>,
-    duration: Duration,
-) {
-    let Some(metrics) = ctx.metrics() else {
-        return;
-    };
-    match result {
-        Ok(_) => {
-            metrics.record_reconcile(ReconcileResult::Success, duration);
-            metrics.set_last_success(Utc::now());
-        }
-        Err(_) => {
-            metrics.record_reconcile(ReconcileResult::Failure, duration);
-            metrics.record_errors(1);
-        }
-    }
-}
-
-/// Reads the `Supplier` named `name` from the API server. The reflector store can still
-/// hold an older version than the watch event that started the reconcile, so the decision
-/// to write AD or to hold back for a suspension rests on this reading.
-async fn current_supplier<D: Directory>(
-    ctx: &Context<D>,
-    name: &str,
-) -> Result<Option<Arc<Supplier>>, ControllerError> {
-    let api: Api<Supplier> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    match api.get_opt(name).await {
-        Ok(supplier) => Ok(supplier.map(Arc::new)),
-        Err(source) => Err(ControllerError::Kubernetes {
-            action: "get",
-            object: format!("Supplier {}/{name}", ctx.namespace),
-            source,
-        }),
-    }
-}
-
-/// Returns true when the `Supplier` carries [`ALLOW_MASS_DELETION_ANNOTATION`] set to
-/// `"true"`.
-fn mass_deletion_allowed(supplier: &Supplier) -> bool {
-    supplier
-        .annotations()
-        .get(ALLOW_MASS_DELETION_ANNOTATION)
-        .is_some_and(|value| value == "true")
-}
-
-fn supplier_not_found(supplier: &str, namespace: &str) -> String {
-    format!(
-        "supplier {supplier:?} not found in namespace {namespace}; create that Supplier or \
-         correct spec.supplier"
-    )
-}
-
-fn supplier_suspended(supplier: &str) -> String {
-    format!("supplier {supplier:?} is suspended (spec.suspend), so nothing is written to AD")
-}
-
-/// Retries a failed reconcile after a wait that doubles with each failure in a row.
-pub fn error_policy<K, D>(object: Arc<K>, error: &ControllerError, ctx: Arc<Context<D>>) -> Requeue
-where
-    K: Resource<DynamicType = ()>,
-    D: Directory,
-{
-    let name = describe_object(&*object);
-    let wait = ctx.record_failure(&name);
-    warn!(object = %name, error = %error, retry_seconds = wait.as_secs(), "reconcile failed; retrying");
-    Requeue::requeue(wait)
-}
-
-fn describe_object<K: Resource<DynamicType = ()>>(object: &K) -> String {
-    let meta = object.meta();
-    format!(
-        "{} {}/{}",
-        K::kind(&()),
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
-
-fn supplier_path(supplier: &str) -> String {
-    format!("{}/{supplier}/supplier.yaml", desired::SUPPLIERS_DIR)
-}
-
-fn user_path(supplier: &str, name: &str) -> String {
-    format!("{}/{supplier}/users/{name}.yaml", desired::SUPPLIERS_DIR)
-}
-
-/// Builds the desired state of one supplier from the stores: its `Supplier` and every
-/// `SupplierUser` that names it. Each object is rendered as the file the git source would
-/// hold and checked by [`desired::from_files`], so both ways in share every rule.
-fn build_desired<D: Directory>(ctx: &Context<D>, supplier: &Supplier) -> DesiredState {
-    let name = supplier.name_any();
-    let render = |kind: &str, object_name: &str, spec: serde_json::Value| {
-        let object = json!({
-            "apiVersion": API_VERSION,
-            "kind": kind,
-            "metadata": {"name": object_name},
-            "spec": spec,
-        });
-        serde_saphyr::to_string(&object).unwrap_or_default()
-    };
-
-    let mut files = vec![(
-        supplier_path(&name),
-        render("Supplier", &name, json!(supplier.spec)),
-    )];
-    for user in ctx.users.state() {
-        if user.spec.supplier == name {
-            let user_name = user.name_any();
-            files.push((
-                user_path(&name, &user_name),
-                render("SupplierUser", &user_name, json!(user.spec)),
-            ));
-        }
-    }
-
-    let mut state = desired::from_files(files.iter().map(|(p, c)| (p.as_str(), c.as_bytes())));
-    for supplier in state.suppliers.values_mut() {
-        for user in supplier.users.values_mut() {
-            user.source = format!("{}/{}", ctx.namespace, user.key.name);
-        }
-    }
-    state
-}
-
-/// Formats a file error for a condition or event, naming the field and value.
-fn describe_error(error: &FileError) -> String {
-    match &error.field {
-        Some(field) => format!("{field}: {}; {}", error.message, error.hint),
-        None => format!("{}; {}", error.message, error.hint),
-    }
-}
-
-fn now_time() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// Publishes an event on `reference`; a failure is logged and does not fail the reconcile.
-async fn publish<D: Directory>(
-    ctx: &Context<D>,
-    reference: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(truncate(note, MAX_NOTE_BYTES)),
-        action: reason.to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        warn!(reason, error = %e, "failed to publish an event");
-    }
-}
-
-/// Maximum size of an event's note, which the Events API limits to 1 kB.
-const MAX_NOTE_BYTES: usize = 1024;
-
-/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with "…".
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push('…');
-    text
-}
-
-/// Returns the event reason of an action that succeeded.
-fn action_reason(action: &Action) -> &'static str {
-    match action {
-        Action::CreateOrganizationalUnit { .. } => "OrganizationalUnitCreated",
-        Action::Create { .. } => "Created",
-        Action::SetInitialPassword { .. } => "CredentialsDelivered",
-        Action::UpdateAttributes { .. } | Action::SetExpiry { .. } => "Updated",
-        Action::AddToGroup { .. } | Action::RemoveFromGroup { .. } => "GroupsChanged",
-        Action::Enable { .. } => "Enabled",
-        Action::Disable { .. } => "Disabled",
-        Action::Delete { .. } => "Deleted",
-    }
-}
+use super::{
+    action_reason, build_desired, current_supplier, describe_error, describe_object,
+    mass_deletion_allowed, now_time, publish, supplier_not_found, supplier_path,
+    supplier_suspended, user_path,
+};
 
 /// Outcome of a user reconcile, turned into status.
-struct UserOutcome {
+pub(super) struct UserOutcome {
     ready: ConditionState,
     synced: ConditionState,
     account: Option<Account>,
@@ -330,7 +60,7 @@ impl UserOutcome {
 }
 
 /// Writes the status of a user from an outcome, adding the `Expiring` condition.
-async fn write_user_status<D: Directory>(
+pub(super) async fn write_user_status<D: Directory>(
     ctx: &Context<D>,
     user: &SupplierUser,
     outcome: UserOutcome,
@@ -399,13 +129,13 @@ async fn write_user_status<D: Directory>(
 
 /// Returns true when the `Ready` condition already carries this message, so the problem is
 /// not new and needs no second event.
-fn already_reported(status: Option<&SupplierUserStatus>, message: &str) -> bool {
+pub(super) fn already_reported(status: Option<&SupplierUserStatus>, message: &str) -> bool {
     status
         .and_then(|s| find(&s.conditions, READY))
         .is_some_and(|c| c.message == message)
 }
 
-async fn apply_user<D: Directory>(
+pub(super) async fn apply_user<D: Directory>(
     user: &SupplierUser,
     ctx: &Context<D>,
 ) -> Result<Requeue, ControllerError> {
@@ -811,7 +541,7 @@ fn describe_phase(phase: Phase, spec: &SupplierUserSpec) -> String {
 /// deletion is retried with backoff, while more objects of the supplier are being deleted
 /// than the mass-deletion guard allows and the supplier lacks
 /// [`ALLOW_MASS_DELETION_ANNOTATION`].
-async fn cleanup_user<D: Directory>(
+pub(super) async fn cleanup_user<D: Directory>(
     user: &SupplierUser,
     ctx: &Context<D>,
 ) -> Result<Requeue, ControllerError> {
@@ -889,210 +619,6 @@ async fn cleanup_user<D: Directory>(
     Ok(Requeue::await_change())
 }
 
-async fn apply_supplier<D: Directory>(
-    supplier: &Supplier,
-    ctx: &Context<D>,
-) -> Result<Requeue, ControllerError> {
-    let name = supplier.name_any();
-    let api: Api<Supplier> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let reference = supplier.object_ref(&());
-    let resync = Requeue::requeue(ctx.config.resync_interval);
-    let previous = supplier.status.clone().unwrap_or_default();
-    let write = |ready: ConditionState, suspended: ConditionState, accounts: Option<u32>| {
-        let status = SupplierStatus {
-            observed_generation: supplier.meta().generation,
-            accounts,
-            conditions: merge_conditions(
-                &previous.conditions,
-                &[ready, suspended],
-                supplier.meta().generation,
-                &now_time(),
-            ),
-            mail: None,
-        };
-        let api = api.clone();
-        async move { apply_supplier_status(&api, supplier, &status).await }
-    };
-    let not_suspended = ConditionState::no(SUSPENDED, "NotSuspended", "spec.suspend is false");
-
-    if supplier.spec.suspend {
-        let message = "spec.suspend is true, so nothing of this supplier is written to AD";
-        write(
-            ConditionState::no(READY, "Suspended", message),
-            ConditionState::yes(SUSPENDED, "SuspendedBySpec", message),
-            previous.accounts,
-        )
-        .await?;
-        return Ok(resync);
-    }
-
-    let desired = build_desired(ctx, supplier);
-    if let Some(error) = desired
-        .errors
-        .iter()
-        .find(|e| e.path == supplier_path(&name))
-    {
-        let message = describe_error(error);
-        let known = find(&previous.conditions, READY).is_some_and(|c| c.message == message);
-        if !known {
-            publish(
-                ctx,
-                &reference,
-                EventType::Warning,
-                "InvalidSpec",
-                message.clone(),
-            )
-            .await;
-        }
-        write(
-            ConditionState::no(READY, "InvalidSpec", message),
-            not_suspended,
-            previous.accounts,
-        )
-        .await?;
-        return Ok(resync);
-    }
-
-    let snapshot = match sync::read_snapshot(&ctx.directory, &desired).await {
-        Ok(snapshot) => snapshot,
-        Err(e) => {
-            let message = format!("failed to read AD: {e}");
-            write(
-                ConditionState::no(READY, "DirectoryUnavailable", message),
-                not_suspended,
-                previous.accounts,
-            )
-            .await?;
-            return Err(e.into());
-        }
-    };
-    let mut settings = ctx.config.plan.clone();
-    if mass_deletion_allowed(supplier) {
-        settings.guard.overridden.insert(name.clone());
-    }
-    let plan = plan::plan(&desired, &snapshot, None, Utc::now(), &settings);
-    let blocked = plan
-        .findings
-        .iter()
-        .find(|f| matches!(f, Finding::MassDeletionBlocked { supplier, .. } if *supplier == name));
-
-    let supplier_part = Plan {
-        organizational_units: plan
-            .organizational_units
-            .iter()
-            .filter(|a| {
-                matches!(a, Action::CreateOrganizationalUnit { supplier, .. } if *supplier == name)
-            })
-            .cloned()
-            .collect(),
-        accounts: plan
-            .accounts
-            .iter()
-            .filter(|a| a.key.supplier == name && is_removal(a))
-            .cloned()
-            .collect(),
-        findings: Vec::new(),
-    };
-    let sink = ctx.delivery.sink_for(&desired);
-    let (_, failures) = sync::apply_plan(
-        &ctx.directory,
-        &*sink,
-        &supplier_part,
-        ctx.config.connections,
-    )
-    .await;
-    let zone = ctx.config.plan.time_zone;
-    let mut deleted = 0;
-    for action in supplier_part.actions() {
-        if failures.iter().any(|f| f.dn == action.dn()) {
-            continue;
-        }
-        if matches!(action, Action::Delete { .. }) {
-            deleted += 1;
-        }
-        let note = match action.key() {
-            Some(key) => format!("{key}: {}", output::describe(action, zone)),
-            None => output::describe(action, zone),
-        };
-        publish(
-            ctx,
-            &reference,
-            EventType::Normal,
-            action_reason(action),
-            note,
-        )
-        .await;
-    }
-    // A failure that the Ready condition already reports gets no second round of events,
-    // so a supplier that keeps failing does not publish one per retry.
-    let repeated = failures.first().is_some_and(|failure| {
-        let message = format!(
-            "failed to {} {}: {}",
-            failure.action, failure.dn, failure.error
-        );
-        find(&previous.conditions, READY).is_some_and(|c| c.message == message)
-    });
-    for failure in failures.iter().filter(|_| !repeated) {
-        let message = format!(
-            "failed to {} {}: {}",
-            failure.action, failure.dn, failure.error
-        );
-        publish(ctx, &reference, EventType::Warning, "ApplyFailed", message).await;
-    }
-
-    let linked = snapshot
-        .accounts
-        .iter()
-        .filter(|a| a.link.as_ref().is_some_and(|k| k.supplier == name))
-        .count();
-    let accounts = u32::try_from(linked.saturating_sub(deleted)).ok();
-    let ready = match (blocked, failures.first()) {
-        (Some(finding), _) => {
-            let message = format!(
-                "{}; in the controller, set the annotation {ALLOW_MASS_DELETION_ANNOTATION}: \
-                 \"true\" on the Supplier instead",
-                output::describe_finding(finding)
-            );
-            let known = find(&previous.conditions, READY).is_some_and(|c| c.message == message);
-            if !known {
-                publish(
-                    ctx,
-                    &reference,
-                    EventType::Warning,
-                    "MassDeletionBlocked",
-                    message.clone(),
-                )
-                .await;
-            }
-            ConditionState::no(READY, "MassDeletionBlocked", message)
-        }
-        (None, Some(failure)) => ConditionState::no(
-            READY,
-            "ApplyFailed",
-            format!(
-                "failed to {} {}: {}",
-                failure.action, failure.dn, failure.error
-            ),
-        ),
-        (None, None) => ConditionState::yes(
-            READY,
-            "Reconciled",
-            "no OU is missing for a user, and no account is left without its object",
-        ),
-    };
-    write(ready, not_suspended, accounts).await?;
-    if let Some(failure) = failures.first() {
-        return Err(ControllerError::ActionFailed {
-            object: describe_object(supplier),
-            message: format!(
-                "failed to {} {}: {}",
-                failure.action, failure.dn, failure.error
-            ),
-        });
-    }
-    Ok(resync)
-}
-
 /// Returns an error when more `SupplierUser` objects of the user's supplier are being
 /// deleted (a deletion timestamp and the finalizer) than the mass-deletion guard allows
 /// for the supplier's accounts, after writing a condition and an event on `user`.
@@ -1154,35 +680,4 @@ async fn check_deletion_guard<D: Directory>(
         object: describe_object(user),
         message,
     })
-}
-
-/// Returns true for the deletion of an account whose object is gone.
-fn is_removal(account_plan: &AccountPlan) -> bool {
-    matches!(
-        account_plan.actions.as_slice(),
-        [Action::Delete {
-            reason: DeleteReason::FileRemoved,
-            ..
-        }]
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncate_keeps_short_text() {
-        assert_eq!(truncate("kort".to_owned(), 10), "kort");
-    }
-
-    #[test]
-    fn truncate_cuts_on_character_boundary() {
-        // "ø" takes two bytes, so a cut at an odd byte must step back.
-        let text = "ø".repeat(600);
-        let cut = truncate(text, MAX_NOTE_BYTES);
-        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
-        assert!(cut.ends_with('…'));
-        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'ø'));
-    }
 }
