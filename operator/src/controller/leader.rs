@@ -292,7 +292,13 @@ impl LeaderElector {
                 },
             };
 
-            let was_leader = leading.send_replace(is_leader);
+            // Receivers wake only on a change: a renewal that keeps the lease must not start
+            // the tasks that wait for `changed()` (the mail round, the user gauges) again.
+            let mut was_leader = is_leader;
+            leading.send_if_modified(|leading| {
+                was_leader = std::mem::replace(leading, is_leader);
+                was_leader != is_leader
+            });
             match (was_leader, is_leader) {
                 (false, true) => info!(lease = %name, %identity, "became the leader"),
                 (true, false) => warn!(lease = %name, %identity, "lost the lease; stopped writing"),

@@ -277,3 +277,45 @@ async fn shutdown_releases_lease() {
     assert_eq!(release["spec"]["holderIdentity"], Value::Null);
     assert_eq!(release["metadata"]["resourceVersion"], "101");
 }
+
+/// The mail round and the user gauges start on `changed()`, so a renewal that keeps the
+/// lease must not wake them.
+#[tokio::test]
+async fn renewal_does_not_wake_receivers() {
+    let renewed = |version: &str| lease(ME, Utc::now(), 0, version);
+    let (client, mock) = MockApi::start(
+        NAMESPACE,
+        vec![
+            Exchange::new(Method::GET, LEASE, 404, not_found(RESOURCE, LEASE_NAME)),
+            Exchange::new(Method::POST, LEASES, 201, renewed("101")),
+            Exchange::new(Method::GET, LEASE, 200, renewed("101")),
+            Exchange::new(Method::PUT, LEASE, 200, renewed("102")),
+            Exchange::new(Method::GET, LEASE, 200, renewed("102")),
+            Exchange::new(Method::PUT, LEASE, 200, renewed("103")),
+        ],
+    );
+    let settings = LeaderSettings::new(ME)
+        .with_timing(
+            Duration::from_millis(1500),
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (mut leading, handle) = LeaderElector::new(client, settings).spawn(async {
+        let _ = stopped.await;
+    });
+
+    wait_for(&mut leading, true).await;
+    leading.borrow_and_update();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while mock.requests().len() < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "the renewals did not happen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert!(!leading.has_changed().unwrap(), "a renewal woke the receivers");
+    assert!(*leading.borrow());
+    drop(stop);
+    let _ = handle.await;
+}
