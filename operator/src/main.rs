@@ -133,7 +133,8 @@ struct ControllerArgs {
     #[arg(long, value_name = "ADDRESS", default_value = server::DEFAULT_LISTEN)]
     listen: SocketAddr,
 
-    /// Lifts the mass-deletion guard of git source mode for this supplier (repeatable).
+    /// Lifts the mass-deletion guard for this supplier (repeatable): in git source mode, for
+    /// accounts whose object is gone, and for objects deleted at once.
     #[arg(long, value_name = "SUPPLIER")]
     allow_mass_deletion: Vec<String>,
 
@@ -606,7 +607,7 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         &namespace,
         directory,
         delivery,
-        controller::ControllerConfig::from_config(&config),
+        controller::ControllerConfig::from_config(&config, &args.allow_mass_deletion),
         leading,
     );
     controllers.context.set_metrics(reconcile_metrics);

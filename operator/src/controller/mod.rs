@@ -150,10 +150,12 @@ pub struct ControllerConfig {
 }
 
 impl ControllerConfig {
-    /// Builds the controller's settings from the configuration file.
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    /// Builds the controller's settings from the configuration file. The mass-deletion guard
+    /// is lifted for the suppliers in `allow_mass_deletion`, both for accounts whose object
+    /// is gone and for objects deleted at once.
+    pub fn from_config(config: &crate::config::Config, allow_mass_deletion: &[String]) -> Self {
         Self {
-            plan: config.plan_settings(std::iter::empty()),
+            plan: config.plan_settings(allow_mass_deletion.iter().cloned()),
             resync_interval: config.controller.resync_interval,
             connections: config.directory.connections,
         }

@@ -310,11 +310,17 @@ async fn renewal_does_not_wake_receivers() {
     leading.borrow_and_update();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while mock.requests().len() < 6 {
-        assert!(tokio::time::Instant::now() < deadline, "the renewals did not happen");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewals did not happen"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    assert!(!leading.has_changed().unwrap(), "a renewal woke the receivers");
+    assert!(
+        !leading.has_changed().unwrap(),
+        "a renewal woke the receivers"
+    );
     assert!(*leading.borrow());
     drop(stop);
     let _ = handle.await;

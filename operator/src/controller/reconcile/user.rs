@@ -653,10 +653,12 @@ async fn check_deletion_guard<D: Directory>(
         "{deleting} SupplierUser objects of supplier {:?} are being deleted at once, more \
          than {} and more than {:.0} % of its {linked} accounts, so the account is kept; if \
          that is intended, set the annotation {ALLOW_MASS_DELETION_ANNOTATION}: \"true\" on \
-         the Supplier",
+         the Supplier, or, when the Supplier is gone, restart the controller with \
+         --allow-mass-deletion {}",
         key.supplier,
         guard.min_count,
-        guard.max_share * 100.0
+        guard.max_share * 100.0,
+        key.supplier
     );
     if !already_reported(user.status.as_ref(), &message) {
         warn!(user = %key, deleting, accounts = linked, "mass-deletion guard kept the account");
