@@ -57,13 +57,15 @@ const ALLOWED_RBAC: &[(&str, &str, &[&str])] = &[
 ];
 
 /// Every (protocol, port) that the NetworkPolicy may open for egress, and must open.
-const ALLOWED_EGRESS: [(&str, i64); 6] = [
+const ALLOWED_EGRESS: [(&str, i64); 8] = [
     ("UDP", 53),
     ("TCP", 53),
     ("TCP", 443),
     ("TCP", 6443),
     ("TCP", 636),
     ("TCP", 22),
+    ("TCP", 587),
+    ("TCP", 465),
 ];
 
 /// Kinds without a namespace that the manifests use.
@@ -1056,6 +1058,11 @@ fn disruption_budget_keeps_one_replica() {
     let objects = &base().objects;
     let budget = only(objects, "PodDisruptionBudget");
     assert_eq!(budget["spec"]["minAvailable"], json!(1));
+    assert_eq!(
+        budget["spec"]["unhealthyPodEvictionPolicy"],
+        json!("AlwaysAllow"),
+        "an AD outage makes both pods unready and must not block node drains"
+    );
     assert!(
         selects_pod(&budget["spec"]["selector"]["matchLabels"], objects),
         "the PodDisruptionBudget does not select the Deployment's pods"
