@@ -140,12 +140,45 @@ pub async fn apply_supplier_status(
     object: &crate::resources::Supplier,
     status: &SupplierStatus,
 ) -> Result<bool, ControllerError> {
-    apply_status(api, object, object.status.as_ref(), status).await
+    let current = supplier_status_owned(object.status.as_ref(), status);
+    apply_status(api, object, current.as_ref(), status).await
+}
+
+/// Returns the part of the current `Supplier` status that the reconcile writes: the `mail`
+/// field belongs to the mail schedule's field manager, so it is taken from `written` and
+/// does not count as a change.
+fn supplier_status_owned(
+    current: Option<&SupplierStatus>,
+    written: &SupplierStatus,
+) -> Option<SupplierStatus> {
+    current.map(|current| SupplierStatus {
+        mail: written.mail.clone(),
+        ..current.clone()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn supplier_mail_status_not_a_change() {
+        let written = SupplierStatus {
+            observed_generation: Some(3),
+            accounts: Some(2),
+            ..SupplierStatus::default()
+        };
+        let mut current = written.clone();
+        current.mail = Some(Default::default());
+
+        let owned = supplier_status_owned(Some(&current), &written);
+        assert_eq!(owned.as_ref(), Some(&written));
+
+        current.accounts = Some(3);
+        let owned = supplier_status_owned(Some(&current), &written);
+        assert_ne!(owned.as_ref(), Some(&written));
+        assert_eq!(supplier_status_owned(None, &written), None);
+    }
     use k8s_openapi::jiff::Timestamp;
 
     fn time(seconds: i64) -> Time {
