@@ -36,17 +36,8 @@ const ALLOWED_RBAC: &[(&str, &str, &[&str])] = &[
         "supplierusers",
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
-    ("adgang.example.org", "suppliers/status", &["get", "patch"]),
-    (
-        "adgang.example.org",
-        "supplierusers/status",
-        &["get", "patch"],
-    ),
-    (
-        "adgang.example.org",
-        "supplierusers/finalizers",
-        &["update"],
-    ),
+    ("adgang.example.org", "suppliers/status", &["patch"]),
+    ("adgang.example.org", "supplierusers/status", &["patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     (
         "coordination.k8s.io",
