@@ -672,6 +672,11 @@ async fn status_write_starts_no_reconcile() {
     second_status["status"] = json!({"phase": "Active", "observedGeneration": 2});
     let mut new_commit = second_status.clone();
     new_commit["metadata"]["annotations"] = json!({COMMIT_ANNOTATION: "fedcba9876543210"});
+    let mut guard_lifted = new_commit.clone();
+    guard_lifted["metadata"]["annotations"] = json!({
+        COMMIT_ANNOTATION: "fedcba9876543210",
+        controller::ALLOW_MASS_DELETION_ANNOTATION: "true",
+    });
 
     let objects: Vec<SupplierUser> = [
         &without_finalizer,
@@ -680,6 +685,7 @@ async fn status_write_starts_no_reconcile() {
         &spec_changed,
         &second_status,
         &new_commit,
+        &guard_lifted,
     ]
     .into_iter()
     .map(|v| serde_json::from_value(v.clone()).unwrap())
@@ -690,23 +696,24 @@ async fn status_write_starts_no_reconcile() {
         .map(Result::unwrap)
         .collect()
         .await;
-    let seen: Vec<(Option<i64>, usize, bool)> = passed
+    let seen: Vec<(Option<i64>, usize, usize)> = passed
         .iter()
         .map(|u| {
             (
                 u.metadata.generation,
                 u.metadata.finalizers.as_ref().map_or(0, Vec::len),
-                u.metadata.annotations.is_some(),
+                u.metadata.annotations.as_ref().map_or(0, |a| a.len()),
             )
         })
         .collect();
     assert_eq!(
         seen,
         [
-            (Some(1), 0, false),
-            (Some(1), 1, false),
-            (Some(2), 1, false),
-            (Some(2), 1, true)
+            (Some(1), 0, 0),
+            (Some(1), 1, 0),
+            (Some(2), 1, 0),
+            (Some(2), 1, 1),
+            (Some(2), 1, 2)
         ]
     );
 }

@@ -392,19 +392,21 @@ pub fn watched_namespace(configured: Option<&str>) -> String {
 }
 
 /// Returns the value that decides whether a watch event starts a reconcile: the object's
-/// generation, finalizers and [`COMMIT_ANNOTATION`]. A status write changes none of them, so
-/// it starts no reconcile. A spec change and the start of a deletion (both a new
-/// generation), the finalizer that [`reconcile_user`] adds, and a new commit from the git
-/// source each start one.
+/// generation, finalizers, [`COMMIT_ANNOTATION`] and [`ALLOW_MASS_DELETION_ANNOTATION`]. A
+/// status write changes none of them, so it starts no reconcile. A spec change and the
+/// start of a deletion (both a new generation), the finalizer that [`reconcile_user`] adds,
+/// a new commit from the git source and lifting the mass-deletion guard each start one.
 pub fn reconcile_trigger<K: kube::Resource>(object: &K) -> Option<u64> {
     let meta = object.meta();
     let mut hasher = DefaultHasher::new();
     meta.generation.hash(&mut hasher);
     meta.finalizers.hash(&mut hasher);
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(COMMIT_ANNOTATION))
-        .hash(&mut hasher);
+    for annotation in [COMMIT_ANNOTATION, ALLOW_MASS_DELETION_ANNOTATION] {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(annotation))
+            .hash(&mut hasher);
+    }
     Some(hasher.finish())
 }
 
