@@ -101,8 +101,8 @@ fn desired(users: &[(String, String)]) -> DesiredState {
         SUPPLIER.to_owned(),
     )];
     files.extend(users.iter().cloned());
-    let state = desired::from_files(files.iter().map(|(p, c)| (p.as_str(), c.as_bytes())));
-    state
+    
+    desired::from_files(files.iter().map(|(p, c)| (p.as_str(), c.as_bytes())))
 }
 
 fn snapshot(accounts: Vec<Account>) -> DirectorySnapshot {
