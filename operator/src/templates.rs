@@ -316,7 +316,7 @@ pub struct Templates {
     origins: Vec<Origin>,
 }
 
-/// Where a template came from and where its parts start in the file, for messages.
+/// Source file of a template and the file lines above its two parts, for error messages.
 #[derive(Debug)]
 struct Origin {
     kind: MailKind,

@@ -1,10 +1,10 @@
-//! The subject line of a template: splitting it from the body, and the check that it names
-//! no person. S/MIME encrypts the body but not the `Subject` header.
+//! Splitting a template's subject line from its body, and the check that the subject names no
+//! person, because S/MIME encrypts the body but not the `Subject` header.
 
 use super::{Language, MailKind, SUBJECT_PREFIX, TemplateError, error_message, new_environment};
 
 /// A template file split into its subject line and its body. The two compile as separate
-/// templates, so whitespace control such as `{{-` at the start of the body or `-}}` at the
+/// templates. So whitespace control such as `{{-` at the start of the body or `-}}` at the
 /// end of the subject line cannot remove the line break between them.
 pub(super) struct SplitSource {
     /// The text after `Subject:` on the subject line, without the line end.

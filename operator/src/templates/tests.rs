@@ -410,8 +410,8 @@ fn credentials_debug_hides_password() {
 }
 
 /// Whitespace control at the start of the body (`{{-`, `{%-`) or at the end of the subject
-/// line (`-}}`) once removed the line break between them, so the body's first line joined
-/// the unencrypted subject. Each row: file, template text, expected subject.
+/// line (`-}}`) must not join a body line to the unencrypted subject. Each row: file,
+/// template text, expected subject.
 #[test]
 fn body_whitespace_control_stays_out_of_subject() {
     let cases = [
@@ -507,7 +507,10 @@ fn subject_line_break_from_data_rejected() {
         matches!(error, TemplateError::SubjectLineBreak { .. }),
         "{error}"
     );
-    assert!(templates.overview(&overview).is_ok(), "no name in subject");
+    assert!(
+        templates.overview(&overview).is_ok(),
+        "the built-in subject does not use supplier_name"
+    );
 }
 
 #[test]
