@@ -4,7 +4,9 @@
 //! Each template is a text file whose first line is `Subject: ...` and whose remaining lines
 //! are the body. S/MIME encrypts the body and the attachments but not the subject. So the
 //! subject line may use only the supplier, the month's dates and counts such as
-//! `{{ accounts | length }}`. A subject that still shows a name, a username or a password
+//! `{{ accounts | length }}`. The subject line and the body compile as two templates, so no
+//! whitespace control in the body (`{{-`, `{%-`) can join a body line to the subject, and a
+//! rendered subject with a line break is rejected. A subject that still shows a name, a username or a password
 //! from the sample data is rejected too. The built-in templates are compiled into the binary from
 //! `operator/templates/<language>/`. A municipality can override any of them by putting a
 //! file of the same name (`credentials.txt`, `overview.txt`, `reminder.txt`) in the folder
@@ -136,6 +138,15 @@ impl MailKind {
         }
     }
 
+    /// Returns the name under which the template's subject line is compiled.
+    fn subject_template_name(self) -> &'static str {
+        match self {
+            MailKind::Credentials => "credentials.txt:subject",
+            MailKind::Overview => "overview.txt:subject",
+            MailKind::Reminder => "reminder.txt:subject",
+        }
+    }
+
     fn builtin(self, language: Language) -> &'static str {
         match (language, self) {
             (Language::Da, MailKind::Credentials) => {
@@ -206,13 +217,20 @@ pub enum TemplateError {
          the subject line"
     )]
     SubjectSyntax { file: String, message: String },
+    /// The rendered subject contains a line break, which would end the `Subject` header.
+    #[error(
+        "invalid mail subject from template {file}: the rendered subject contains a line \
+         break, but the subject must be one line; remove line breaks from the subject line's \
+         string literals and from the values it uses, such as the supplier name"
+    )]
+    SubjectLineBreak { file: String },
     /// The credentials template does not show the password, so the new account is unusable.
     #[error(
         "invalid mail template {file}: the credentials mail must contain the initial \
          password; add `{{{{ password }}}}` to the body"
     )]
     MissingPassword { file: String },
-    /// The rendered text does not start with a subject line.
+    /// The first non-blank line does not start with `Subject:`, or the subject renders empty.
     #[error(
         "invalid mail template {file}: the first line must start with \"{SUBJECT_PREFIX}\" and \
          hold the subject, such as \"{SUBJECT_PREFIX} Månedsoversigt\""
@@ -291,10 +309,21 @@ impl fmt::Debug for CredentialsMail {
 
 /// The compiled templates of one language, with any overrides applied.
 pub struct Templates {
+    /// Two templates per mail: the subject line and the body.
     environment: Environment<'static>,
     language: Language,
-    /// Where each template came from, for messages: a path or "built-in da/overview.txt".
-    origins: Vec<(MailKind, String)>,
+    /// One per [`MailKind`].
+    origins: Vec<Origin>,
+}
+
+/// Source file of a template and the file lines above its two parts, for error messages.
+#[derive(Debug)]
+struct Origin {
+    kind: MailKind,
+    /// A path or "built-in da/overview.txt".
+    file: String,
+    lines_before_subject: usize,
+    lines_before_body: usize,
 }
 
 impl fmt::Debug for Templates {
@@ -323,16 +352,29 @@ impl Templates {
 
         let mut environment = new_environment(language);
         let mut origins = Vec::new();
-        for (kind, origin, source) in sources {
-            check_subject_line(kind, &origin, &source)?;
-            environment
-                .add_template_owned(kind.file_name(), source)
-                .map_err(|e| TemplateError::Syntax {
-                    file: origin.clone(),
-                    line: e.line(),
+        for (kind, file, source) in sources {
+            let split = subject::split_source(&file, &source)?;
+            subject::check_subject_line(kind, &file, &split.subject)?;
+            let syntax_error = |lines_before: usize| {
+                let file = file.clone();
+                move |e: minijinja::Error| TemplateError::Syntax {
+                    file,
+                    line: e.line().map(|line| line + lines_before),
                     message: error_message(&e),
-                })?;
-            origins.push((kind, origin));
+                }
+            };
+            environment
+                .add_template_owned(kind.subject_template_name(), split.subject)
+                .map_err(syntax_error(split.lines_before_subject))?;
+            environment
+                .add_template_owned(kind.file_name(), split.body)
+                .map_err(syntax_error(split.lines_before_body))?;
+            origins.push(Origin {
+                kind,
+                file,
+                lines_before_subject: split.lines_before_subject,
+                lines_before_body: split.lines_before_body,
+            });
         }
 
         let templates = Templates {
@@ -364,26 +406,59 @@ impl Templates {
         self.render(MailKind::Reminder, Value::from_serialize(reminder))
     }
 
-    fn origin(&self, kind: MailKind) -> String {
+    fn origin(&self, kind: MailKind) -> &Origin {
         self.origins
             .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, origin)| origin.clone())
-            .unwrap_or_else(|| kind.file_name().to_owned())
+            .find(|origin| origin.kind == kind)
+            .expect("Templates::load adds an origin for every MailKind")
     }
 
     fn render(&self, kind: MailKind, context: Value) -> Result<RenderedMail, TemplateError> {
-        let file = self.origin(kind);
-        let render_error = |e: minijinja::Error| TemplateError::Render {
-            file: file.clone(),
-            line: e.line(),
-            message: error_message(&e),
+        let origin = self.origin(kind);
+        let subject = self.render_part(
+            origin,
+            kind.subject_template_name(),
+            origin.lines_before_subject,
+            &context,
+        )?;
+        if subject.contains(['\n', '\r']) {
+            return Err(TemplateError::SubjectLineBreak {
+                file: origin.file.clone(),
+            });
+        }
+        let subject = subject.trim().to_owned();
+        if subject.is_empty() {
+            return Err(TemplateError::MissingSubject {
+                file: origin.file.clone(),
+            });
+        }
+
+        let body =
+            self.render_part(origin, kind.file_name(), origin.lines_before_body, &context)?;
+        let mut text = body.trim_matches(['\n', '\r']).to_owned();
+        text.push('\n');
+        Ok(RenderedMail { subject, text })
+    }
+
+    /// Renders the subject or body template `name`, whose first line is line
+    /// `lines_before + 1` of the file.
+    fn render_part(
+        &self,
+        origin: &Origin,
+        name: &str,
+        lines_before: usize,
+        context: &Value,
+    ) -> Result<String, TemplateError> {
+        let render_error = |e: minijinja::Error, expression: String| TemplateError::Render {
+            file: origin.file.clone(),
+            line: e.line().map(|line| line + lines_before),
+            message: format!("{}{expression}", error_message(&e)),
         };
         let template = self
             .environment
-            .get_template(kind.file_name())
-            .map_err(render_error)?;
-        let output = template.render(context).map_err(|e| {
+            .get_template(name)
+            .map_err(|e| render_error(e, String::new()))?;
+        template.render(context).map_err(|e| {
             // Name the expression that failed, such as `a.usernme`, which minijinja's message
             // for an undefined value leaves out.
             let expression = e
@@ -391,25 +466,8 @@ impl Templates {
                 .and_then(|range| template.source().get(range))
                 .map(|text| format!(" in `{text}`"))
                 .unwrap_or_default();
-            TemplateError::Render {
-                file: file.clone(),
-                line: e.line(),
-                message: format!("{}{expression}", error_message(&e)),
-            }
-        })?;
-
-        let output = output.trim_start_matches(['\n', '\r']);
-        let (first, rest) = output.split_once('\n').unwrap_or((output, ""));
-        let Some(subject) = first.trim_end_matches('\r').strip_prefix(SUBJECT_PREFIX) else {
-            return Err(TemplateError::MissingSubject { file });
-        };
-        let subject = subject.trim().to_owned();
-        if subject.is_empty() {
-            return Err(TemplateError::MissingSubject { file });
-        }
-        let mut text = rest.trim_matches(['\n', '\r']).to_owned();
-        text.push('\n');
-        Ok(RenderedMail { subject, text })
+            render_error(e, expression)
+        })
     }
 
     /// Renders each template once with invented data, so that errors that only show when
@@ -426,7 +484,7 @@ impl Templates {
 
         if !rendered[0].1.text.contains(&credentials.password) {
             return Err(TemplateError::MissingPassword {
-                file: self.origin(MailKind::Credentials),
+                file: self.origin(MailKind::Credentials).file.clone(),
             });
         }
 
@@ -442,170 +500,13 @@ impl Templates {
                 .find(|value| subject.contains(&value.to_lowercase()))
             {
                 return Err(TemplateError::ConfidentialSubject {
-                    file: self.origin(kind),
+                    file: self.origin(kind).file.clone(),
                     found: found.clone(),
                 });
             }
         }
         Ok(())
     }
-}
-
-/// Variables that a subject line may use as they are: they name the supplier or a date.
-const SUBJECT_VARIABLES: [&str; 4] = ["supplier", "supplier_name", "generated_on", "sent_on"];
-
-/// Lists that a subject line may use only through `| length`, as a count.
-const SUBJECT_COUNTS: [&str; 4] = ["accounts", "pending", "differences", "attention"];
-
-/// Checks the template's first line, its subject, by structure: the subject travels
-/// unencrypted, so it may use only [`SUBJECT_VARIABLES`] and counts of [`SUBJECT_COUNTS`].
-/// Rendering the sample data cannot prove this, because an expression such as
-/// `pending[0].name` or `password[:10]` shows no sample value in full.
-fn check_subject_line(kind: MailKind, origin: &str, source: &str) -> Result<(), TemplateError> {
-    let source = source.trim_start_matches(['\n', '\r']);
-    let line = source.lines().next().unwrap_or("");
-    if !line.starts_with(SUBJECT_PREFIX) {
-        return Err(TemplateError::MissingSubject {
-            file: origin.to_owned(),
-        });
-    }
-    let syntax_error = |message: String| TemplateError::SubjectSyntax {
-        file: origin.to_owned(),
-        message,
-    };
-    if line.contains("{%") {
-        return Err(syntax_error("found `{%`".to_owned()));
-    }
-
-    let expression = replace_counts(line);
-    let mut environment = new_environment(Language::Da);
-    environment
-        .add_template_owned(kind.file_name(), expression.clone())
-        .map_err(|e| syntax_error(error_message(&e)))?;
-    let template = environment
-        .get_template(kind.file_name())
-        .map_err(|e| syntax_error(error_message(&e)))?;
-    // minijinja 2.24's `undeclared_variables` skips the value of a slice such as
-    // `password[:10]`, so a lexical scan of the expressions adds the names it misses.
-    let mut variables: Vec<String> = template.undeclared_variables(false).into_iter().collect();
-    variables.extend(expression_names(&expression));
-    variables.sort();
-    variables.dedup();
-    match variables
-        .into_iter()
-        .find(|variable| !SUBJECT_VARIABLES.contains(&variable.as_str()))
-    {
-        Some(variable) => Err(TemplateError::SubjectVariable {
-            file: origin.to_owned(),
-            variable,
-            allowed: format!(
-                "{} and the counts {}",
-                SUBJECT_VARIABLES.join(", "),
-                SUBJECT_COUNTS
-                    .map(|name| format!("`{name} | length`"))
-                    .join(", ")
-            ),
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Returns the names that the `{{ ... }}` expressions in `line` look up as variables: every
-/// identifier outside string literals that is no keyword, attribute, filter or test name.
-fn expression_names(line: &str) -> Vec<String> {
-    const KEYWORDS: [&str; 13] = [
-        "and", "or", "not", "if", "else", "in", "is", "true", "false", "none", "True", "False",
-        "None",
-    ];
-    let mut names = Vec::new();
-    for block in line.split("{{").skip(1) {
-        let expression = block.split("}}").next().unwrap_or("");
-        let characters: Vec<char> = expression.chars().collect();
-        let mut quote: Option<char> = None;
-        let mut previous_token = String::new();
-        let mut before_previous = String::new();
-        let mut index = 0;
-        while index < characters.len() {
-            let c = characters[index];
-            if let Some(open) = quote {
-                if c == '\\' {
-                    index += 1;
-                } else if c == open {
-                    quote = None;
-                }
-                index += 1;
-                continue;
-            }
-            if c == '"' || c == '\'' {
-                quote = Some(c);
-                before_previous = std::mem::replace(&mut previous_token, c.to_string());
-                index += 1;
-                continue;
-            }
-            if c.is_alphanumeric() || c == '_' {
-                let start = index;
-                while index < characters.len()
-                    && (characters[index].is_alphanumeric() || characters[index] == '_')
-                {
-                    index += 1;
-                }
-                let word: String = characters[start..index].iter().collect();
-                let is_test =
-                    previous_token == "is" || (previous_token == "not" && before_previous == "is");
-                let is_name = !c.is_ascii_digit()
-                    && !KEYWORDS.contains(&word.as_str())
-                    && !matches!(previous_token.as_str(), "." | "|")
-                    && !is_test;
-                if is_name {
-                    names.push(word.clone());
-                }
-                before_previous = std::mem::replace(&mut previous_token, word);
-                continue;
-            }
-            if !c.is_whitespace() {
-                before_previous = std::mem::replace(&mut previous_token, c.to_string());
-            }
-            index += 1;
-        }
-    }
-    names
-}
-
-/// Replaces each `NAME | length` whose NAME is a whole variable of [`SUBJECT_COUNTS`] by the
-/// literal `0`, so that only the other uses of those lists remain for the variable check.
-fn replace_counts(line: &str) -> String {
-    let mut output = String::with_capacity(line.len());
-    let mut rest = line;
-    'scan: while let Some(bar) = rest.find('|') {
-        let (before, after) = rest.split_at(bar);
-        let filter = after[1..].trim_start();
-        let is_length = filter.starts_with("length")
-            && !filter["length".len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
-        if is_length {
-            let operand = before.trim_end();
-            for name in SUBJECT_COUNTS {
-                let Some(prefix) = operand.strip_suffix(name) else {
-                    continue;
-                };
-                // The list must be the whole operand, not `x.accounts` or `foo_accounts`.
-                let whole = !prefix.ends_with(|c: char| {
-                    c.is_alphanumeric() || matches!(c, '_' | '.' | ']' | ')' | '\'' | '"')
-                });
-                if whole {
-                    output.push_str(prefix);
-                    output.push('0');
-                    let consumed = after.len() - filter.len() + "length".len();
-                    rest = &after[consumed..];
-                    continue 'scan;
-                }
-            }
-        }
-        output.push_str(before);
-        output.push('|');
-        rest = &after[1..];
-    }
-    output.push_str(rest);
-    output
 }
 
 fn new_environment(language: Language) -> Environment<'static> {
@@ -775,6 +676,8 @@ fn sample_reminder() -> ReminderMail {
         }],
     }
 }
+
+mod subject;
 
 #[cfg(test)]
 mod tests;

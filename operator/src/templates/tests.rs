@@ -408,3 +408,133 @@ fn credentials_debug_hides_password() {
     assert!(!debug.contains("sample-password"), "{debug}");
     assert!(debug.contains("anne.hansen"), "{debug}");
 }
+
+/// Whitespace control at the start of the body (`{{-`, `{%-`) or at the end of the subject
+/// line (`-}}`) must not join a body line to the unencrypted subject. Each row: file,
+/// template text, expected subject.
+#[test]
+fn body_whitespace_control_stays_out_of_subject() {
+    let cases = [
+        (
+            "overview.txt",
+            "Subject: Oversigt \n{{- pending[0].name if pending else '' }}\n\ntekst\n",
+            "Oversigt",
+        ),
+        (
+            "credentials.txt",
+            "Subject: Ny konto\n{{- password[:8] }} {{ name | reverse }}\n\n{{ password }}\n",
+            "Ny konto",
+        ),
+        (
+            "overview.txt",
+            "Subject: Oversigt\n{%- for p in pending %} {{ p.name }}{% endfor %}\n\ntekst\n",
+            "Oversigt",
+        ),
+        (
+            "overview.txt",
+            "Subject: Oversigt {{ supplier_name -}}\n   {{ pending[0].username }}\n\ntekst\n",
+            "Oversigt Omsorg Nord ApS",
+        ),
+    ];
+    let mut credentials = sample_credentials();
+    credentials.name = "Jens Poulsen".to_owned();
+    let mut overview = sample_overview();
+    overview.pending[0].name = "Jens Poulsen".to_owned();
+    for (name, text, subject) in cases {
+        let folder = tempfile::tempdir().unwrap();
+        write(folder.path(), name, text);
+        let templates = Templates::load(Language::Da, Some(folder.path())).expect(text);
+        let mail = match name {
+            "credentials.txt" => templates.credentials(&credentials),
+            _ => templates.overview(&overview),
+        }
+        .unwrap();
+        assert_eq!(mail.subject, subject, "{text}");
+    }
+}
+
+#[test]
+fn body_keeps_line_after_subject() {
+    let folder = tempfile::tempdir().unwrap();
+    let text = "Subject: Ny konto\n{{- password[:8] }} {{ name | reverse }}\n\n{{ password }}\n";
+    write(folder.path(), "credentials.txt", text);
+    let templates = Templates::load(Language::Da, Some(folder.path())).unwrap();
+    let mail = templates.credentials(&sample_credentials()).unwrap();
+    assert_eq!(mail.subject, "Ny konto");
+    assert_eq!(mail.text, "sample-p nesnaH ennA\n\nsample-password\n");
+}
+
+/// Each row: file, template text. Every subject renders a line break, which would end the
+/// header and start the body or another header.
+#[test]
+fn subject_with_line_break_rejected() {
+    let cases = [
+        (
+            "overview.txt",
+            "Subject: Oversigt{{ '\\n' }}Bcc: x\n\ntekst\n",
+        ),
+        (
+            "overview.txt",
+            "Subject: Oversigt{{ \"\\r\\n\" }}x\n\ntekst\n",
+        ),
+    ];
+    for (name, text) in cases {
+        let folder = tempfile::tempdir().unwrap();
+        write(folder.path(), name, text);
+        let error = Templates::load(Language::Da, Some(folder.path())).expect_err(text);
+        assert!(
+            matches!(error, TemplateError::SubjectLineBreak { .. }),
+            "{text}: {error}"
+        );
+        assert!(error.to_string().contains(name), "{error}");
+    }
+}
+
+#[test]
+fn subject_line_break_from_data_rejected() {
+    let templates = load(Language::Da);
+    let mut overview = sample_overview();
+    overview.supplier_name = "Omsorg Nord ApS\nBcc: x@example.org".to_owned();
+    let folder = tempfile::tempdir().unwrap();
+    write(
+        folder.path(),
+        "overview.txt",
+        "Subject: Oversigt for {{ supplier_name }}\n\ntekst\n",
+    );
+    let edited = Templates::load(Language::Da, Some(folder.path())).unwrap();
+    let error = edited.overview(&overview).unwrap_err();
+    assert!(
+        matches!(error, TemplateError::SubjectLineBreak { .. }),
+        "{error}"
+    );
+    assert!(
+        templates.overview(&overview).is_ok(),
+        "the built-in subject does not use supplier_name"
+    );
+}
+
+#[test]
+fn body_error_line_counts_subject() {
+    let folder = tempfile::tempdir().unwrap();
+    let text = "\n\nSubject: Oversigt\n\n{% for a in accounts %}\n{{ a.usernme }}\n{% endfor %}\n";
+    write(folder.path(), "overview.txt", text);
+    let error = Templates::load(Language::Da, Some(folder.path())).unwrap_err();
+    let TemplateError::Render { line, message, .. } = &error else {
+        panic!("expected a render error, got {error}");
+    };
+    assert_eq!(*line, Some(6), "{error}");
+    assert!(message.contains("`a.usernme`"), "{message}");
+}
+
+#[test]
+fn subject_error_line_counts_blank_lines() {
+    let folder = tempfile::tempdir().unwrap();
+    let text = "\n\nSubject: Oversigt {{ generated_on | maaned }}\n\ntekst\n";
+    write(folder.path(), "overview.txt", text);
+    let error = Templates::load(Language::Da, Some(folder.path())).unwrap_err();
+    let (TemplateError::Syntax { line, .. } | TemplateError::Render { line, .. }) = &error else {
+        panic!("expected a syntax or render error, got {error}");
+    };
+    assert_eq!(*line, Some(3), "{error}");
+    assert!(error.to_string().contains("overview.txt line 3"), "{error}");
+}
