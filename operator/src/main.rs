@@ -581,10 +581,11 @@ async fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         ));
     }
 
-    let delivery = controller_delivery(&config, &metrics)?;
+    // One mailer serves the credentials and the schedule, checked before anything runs.
+    let mail = controller_mail(&config, &metrics)?;
+    let delivery = controller_delivery(&config, mail.as_ref())?;
     // The overview and the reminders run on the leader only, next to the reconcile.
-    if let Some(schedule) = controller_mail_schedule(&config, &client, &namespace, &metrics).await?
-    {
+    if let Some(schedule) = controller_mail_schedule(&config, &client, &namespace, mail).await? {
         let leading = leading.clone();
         let stop = stopping();
         tokio::spawn(async move { schedule.run(leading, stop).await });
@@ -625,23 +626,19 @@ async fn controller_mail_schedule(
     config: &Config,
     client: &kube::Client,
     namespace: &str,
-    metrics: &Metrics,
+    mail: Option<ControllerMail>,
 ) -> anyhow::Result<Option<MailSchedule<LdapDirectory>>> {
-    let Some(settings) = &config.mail else {
+    let Some((mailer, templates)) = mail else {
         info!("no mail: section, so the controller sends no overviews or reminders");
         return Ok(None);
     };
-    let mailer = Mailer::from_config(settings)
-        .with_context(|| format!("invalid mail settings in {}", config.path.display()))?
-        .with_metrics(metrics.clone());
-    let templates = Templates::load(config.language, config.templates_dir.as_deref())?;
     let directory = LdapDirectory::connect(config.directory.clone()).await?;
     Ok(Some(MailSchedule {
         client: client.clone(),
         namespace: namespace.to_owned(),
         directory,
-        mailer: Arc::new(mailer),
-        templates: Arc::new(templates),
+        mailer,
+        templates,
         settings: MailScheduleSettings {
             schedule: config.schedule.clone(),
             plan: config.plan_settings(Vec::<String>::new()),
@@ -652,27 +649,38 @@ async fn controller_mail_schedule(
     }))
 }
 
-/// Sets up the delivery of initial passwords for the controller, checking the mail settings
-/// and templates before anything is reconciled.
-fn controller_delivery(config: &Config, metrics: &Metrics) -> anyhow::Result<Delivery> {
+/// The controller's mailer and mail templates.
+type ControllerMail = (Arc<Mailer>, Arc<Templates>);
+
+/// Builds the controller's mailer and loads the templates when the configuration has a
+/// `mail:` section, checking the municipality's certificate and key and every template.
+fn controller_mail(config: &Config, metrics: &Metrics) -> anyhow::Result<Option<ControllerMail>> {
+    let Some(settings) = &config.mail else {
+        return Ok(None);
+    };
+    let mailer = Mailer::from_config(settings)
+        .with_context(|| format!("invalid mail settings in {}", config.path.display()))?
+        .with_metrics(metrics.clone());
+    let templates = Templates::load(config.language, config.templates_dir.as_deref())?;
+    Ok(Some((Arc::new(mailer), Arc::new(templates))))
+}
+
+/// Chooses the delivery of initial passwords for the controller.
+fn controller_delivery(config: &Config, mail: Option<&ControllerMail>) -> anyhow::Result<Delivery> {
     match &config.credentials {
         CredentialsDelivery::File { directory } => {
             Ok(Delivery::Sink(Arc::new(FileSink::new(directory))))
         }
         CredentialsDelivery::Mail => {
-            let settings = config.mail.as_ref().with_context(|| {
+            let (mailer, templates) = mail.with_context(|| {
                 format!(
                     "credentials.delivery is mail in {}, but it has no mail: section",
                     config.path.display()
                 )
             })?;
-            let mailer = Mailer::from_config(settings)
-                .with_context(|| format!("invalid mail settings in {}", config.path.display()))?
-                .with_metrics(metrics.clone());
-            let templates = Templates::load(config.language, config.templates_dir.as_deref())?;
             Ok(Delivery::Mail {
-                mailer: Arc::new(mailer),
-                templates: Arc::new(templates),
+                mailer: mailer.clone(),
+                templates: templates.clone(),
             })
         }
     }
