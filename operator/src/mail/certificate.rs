@@ -57,17 +57,27 @@ pub fn check_recipient(
 ) -> Result<X509, CertificateProblem> {
     let certificate = X509::from_pem(pem.trim().as_bytes())
         .map_err(|e| CertificateProblem::Unreadable(first_reason(&e)))?;
-    let der = certificate
-        .to_der()
-        .map_err(|e| CertificateProblem::Unreadable(first_reason(&e)))?;
-    let (_, parsed) = X509Certificate::from_der(&der)
-        .map_err(|e| CertificateProblem::Unreadable(e.to_string()))?;
+    let der = to_der(&certificate)?;
+    let parsed = parse_der(&der)?;
 
     check_validity(&parsed, now)?;
     check_encryption_usage(&parsed)?;
     check_email_protection(&parsed)?;
     check_address(&parsed, address)?;
     Ok(certificate)
+}
+
+fn to_der(certificate: &X509) -> Result<Vec<u8>, CertificateProblem> {
+    certificate
+        .to_der()
+        .map_err(|e| CertificateProblem::Unreadable(first_reason(&e)))
+}
+
+/// Decodes the certificate with x509-parser, which the validity and extension checks read.
+fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, CertificateProblem> {
+    let (_, parsed) = X509Certificate::from_der(der)
+        .map_err(|e| CertificateProblem::Unreadable(e.to_string()))?;
+    Ok(parsed)
 }
 
 /// Checks the municipality's own certificate: valid at `now`, usable both for signing and for
@@ -77,11 +87,8 @@ pub fn check_own(
     from: &str,
     now: DateTime<Utc>,
 ) -> Result<(), CertificateProblem> {
-    let der = certificate
-        .to_der()
-        .map_err(|e| CertificateProblem::Unreadable(first_reason(&e)))?;
-    let (_, parsed) = X509Certificate::from_der(&der)
-        .map_err(|e| CertificateProblem::Unreadable(e.to_string()))?;
+    let der = to_der(certificate)?;
+    let parsed = parse_der(&der)?;
 
     check_validity(&parsed, now)?;
     let usage = parsed
