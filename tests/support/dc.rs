@@ -241,12 +241,13 @@ impl Drop for TestDc {
         }
         // Drop must not panic, because a panic while unwinding aborts the test process.
         if self.running
-            && let Err(message) = try_run_script(&["stop".as_ref(), self.dir.as_os_str()]) {
-                eprintln!(
-                    "stopping the DC in {} failed: {message}",
-                    self.dir.display()
-                );
-            }
+            && let Err(message) = try_run_script(&["stop".as_ref(), self.dir.as_os_str()])
+        {
+            eprintln!(
+                "stopping the DC in {} failed: {message}",
+                self.dir.display()
+            );
+        }
         if let Err(error) = fs::remove_dir_all(&self.dir) {
             eprintln!("removing {} failed: {error}", self.dir.display());
         }
@@ -411,12 +412,13 @@ fn remove_stale_dc(dir: &Path) {
         return;
     }
     if dir.join("samba.pid").exists()
-        && let Err(message) = try_run_script(&["stop".as_ref(), dir.as_os_str()]) {
-            panic!(
-                "stopping the stale DC in {} failed: {message}",
-                dir.display()
-            );
-        }
+        && let Err(message) = try_run_script(&["stop".as_ref(), dir.as_os_str()])
+    {
+        panic!(
+            "stopping the stale DC in {} failed: {message}",
+            dir.display()
+        );
+    }
     fs::remove_dir_all(dir).unwrap_or_else(|error| {
         panic!(
             "removing the stale DC folder {} failed: {error}",

@@ -101,7 +101,7 @@ fn desired(users: &[(String, String)]) -> DesiredState {
         SUPPLIER.to_owned(),
     )];
     files.extend(users.iter().cloned());
-    
+
     desired::from_files(files.iter().map(|(p, c)| (p.as_str(), c.as_bytes())))
 }
 
