@@ -696,10 +696,10 @@ impl Config {
     }
 }
 
-/// Returns the folder of the configuration file as an absolute path without symbolic links,
-/// so that relative paths in it, and the name of the record of the last applied commit that
-/// derives from the repository path, do not depend on how the file was named on the command
-/// line (`config.yaml`, `./config.yaml` or its absolute path).
+/// Returns the folder of the configuration file as an absolute path without symbolic links.
+/// Relative paths in the file resolve against it, and so does the repository path, which
+/// names the record of the last applied commit. Neither may depend on how the file was named
+/// on the command line (`config.yaml`, `./config.yaml` or its absolute path).
 fn config_folder(path: &Path) -> PathBuf {
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

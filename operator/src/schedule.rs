@@ -370,7 +370,7 @@ pub struct SendFailure {
     pub error: String,
 }
 
-/// What a round sent.
+/// Outcome of one round: the mails sent and the failures.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RoundReport {
     /// Suppliers that were sent their overview.

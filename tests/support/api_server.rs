@@ -269,7 +269,7 @@ pub fn finalizer_patch(name: &'static str, plural: &str, after: &Value) -> Step 
 }
 
 /// One served collection: its path, the kind of its list, its objects, and the delay before
-/// a list of it is answered.
+/// a list of it is served.
 type Collection = (String, String, Vec<Value>, std::time::Duration);
 
 /// A stand-in for the API server that serves a fixed set of objects to the controllers'
@@ -292,8 +292,8 @@ impl LiveApiServer {
         self.serve_slowly(plural, kind, items, std::time::Duration::ZERO);
     }
 
-    /// Serves `items` like [`LiveApiServer::serve`], but answers each list after `delay`, as
-    /// a busy API server can answer a large list.
+    /// Serves `items` like [`LiveApiServer::serve`], but serves each list after `delay`, as
+    /// a busy API server can be slow with a large list.
     pub fn serve_slowly(
         &self,
         plural: &str,

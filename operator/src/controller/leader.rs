@@ -344,9 +344,9 @@ impl LeaderElector {
     }
 
     /// Returns true when the holder's last renewal plus its lease duration is not after `now`.
-    // NOTE: expiry is judged with this replica's clock against the holder's renewTime, as
-    // most Lease clients do, so clocks that differ by more than the lease duration minus two
-    // renew intervals (5 s by default) could let two replicas lead at once.
+    // NOTE: expiry is judged with this replica's clock against the holder's renewTime.
+    // Clocks that differ by more than the lease duration
+    // minus two renew intervals (5 s by default) could let two replicas lead at once.
     fn expired(&self, spec: &LeaseSpec, now: DateTime<Utc>) -> bool {
         let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
             return true;

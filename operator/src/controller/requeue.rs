@@ -1,9 +1,9 @@
 //! When to reconcile a `SupplierUser` again although nothing in the cluster changed.
 //!
-//! The plan of a user changes only at the start of a local day: at `validFrom` (the account
-//! is enabled), after the last day of access (the phase becomes Expired), after the grace
-//! days (the account is deleted), and 14 days before the last day (the `Expiring` condition
-//! turns true). [`next_boundary`] returns the first of these instants after now, so the
+//! The plan of a user changes only at the start of a local day. At `validFrom` the account
+//! is enabled, after the last day of access the phase becomes Expired, after the grace days
+//! the account is deleted, and 14 days before the last day the `Expiring` condition turns
+//! true. [`next_boundary`] returns the first of these instants after now, so the
 //! controller wakes up on time instead of waiting for the next periodic resync.
 
 use std::time::Duration;

@@ -93,7 +93,7 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Writes `status` by server-side apply, unless the object already holds exactly it.
+/// Writes `status` by server-side apply, unless the object's status already equals it.
 /// Returns true when it wrote.
 async fn apply_status<K, S>(
     api: &Api<K>,

@@ -624,7 +624,7 @@ pub(super) async fn cleanup_user<D: Directory>(
 /// for the supplier's accounts, after writing a condition and an event on `user`.
 ///
 /// NOTE: objects whose deletion the watch has not yet delivered are not counted, so the
-/// first deletions of a large batch can pass while the rest arrives; up to the guard's
+/// first deletions of a large batch can pass while the rest arrives. Up to the guard's
 /// minimum count always pass.
 async fn check_deletion_guard<D: Directory>(
     ctx: &Context<D>,
